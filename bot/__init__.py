@@ -1,0 +1,1 @@
+"""continuebot's app layer: the Discord bot and the owner's command line."""

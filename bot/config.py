@@ -1,0 +1,232 @@
+"""The one place settings are read: ``.env`` plus the environment, parsed once into ``Settings``."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dotenv import dotenv_values
+
+from bot.errors import ConfigError
+from models.types import EngineConfig, ParamLimits
+
+T = TypeVar("T")
+
+# Bot tokens are three base64url parts separated by dots: user id, timestamp, HMAC.
+TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{17,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
+DEVICE_SHAPE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting continuebot reads; ``.env.example`` documents each one."""
+
+    # Discord
+    discord_token: str | None = field(default=None, repr=False)
+    discord_guild_ids: tuple[int, ...] = ()
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    # Model and engine
+    model_name: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    model_cache_dir: Path = Path("model-cache")
+    max_batch_size: int = 8
+    max_queue_size: int = 64
+    max_pending_per_user: int = 3
+    request_timeout_s: float = 300.0
+    prompt_overflow: str = "truncate"
+    max_new_tokens: int = 256
+    default_max_new_tokens: int = 64
+    max_variants: int = 5
+    max_prompt_chars: int = 4000
+    # Storage
+    database_path: Path = Path("continuebot.db")
+    log_retention_days: int = 0
+    # Access
+    allowed_channel_ids: tuple[int, ...] = ()
+    allowed_role_ids: tuple[int, ...] = ()
+    moderator_role_ids: tuple[int, ...] = ()
+    allow_dms: bool = False
+    user_cooldown_s: float = 0.0
+    # Operations
+    shutdown_grace_s: float = 30.0
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    log_file: Path | None = None
+    log_level: str = "INFO"
+
+    def engine_config(self) -> EngineConfig:
+        """The part of the settings the inference engine needs."""
+        return EngineConfig(
+            model_name=self.model_name,
+            device=self.device,
+            dtype=self.dtype,
+            cache_dir=self.model_cache_dir,
+            max_batch_size=self.max_batch_size,
+            max_queue_size=self.max_queue_size,
+            max_pending_per_user=self.max_pending_per_user,
+            request_timeout_s=self.request_timeout_s,
+            prompt_overflow=self.prompt_overflow,  # type: ignore[arg-type]
+            limits=ParamLimits(
+                max_new_tokens=self.max_new_tokens,
+                max_variants=self.max_variants,
+                max_prompt_chars=self.max_prompt_chars,
+            ),
+        )
+
+    def require_token(self) -> str:
+        """The Discord token, or a ConfigError saying what is wrong with it (never its value)."""
+        check_token(self.discord_token)
+        assert self.discord_token is not None
+        return self.discord_token
+
+
+def check_token(token: str | None) -> None:
+    """Raise ConfigError unless ``token`` has the shape of a Discord bot token."""
+    if not token:
+        raise ConfigError(
+            "DISCORD_TOKEN",
+            "is not set; copy it from the Developer Portal (Bot > Reset Token) into .env",
+        )
+    if token.lower().startswith("bot "):
+        raise ConfigError("DISCORD_TOKEN", "must be the bare token, without the 'Bot ' prefix")
+    if not TOKEN_SHAPE.match(token):
+        raise ConfigError(
+            "DISCORD_TOKEN",
+            "does not look like a bot token (three dot-separated parts); "
+            "copy it again from the Developer Portal",
+        )
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Settings:
+    """Read ``env_file`` (if it exists) under ``environ`` (which wins) and validate every value."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return _Parser(values).settings()
+
+
+class _Parser:
+    """Turns raw strings into typed values, each error naming its setting."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+
+    def raw(self, name: str) -> str | None:
+        value = self.values.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def get(self, name: str, parse: Callable[[str], T], default: T, what: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except (ValueError, TypeError):
+            raise ConfigError(name, f"must be {what}, got {value!r}") from None
+
+    def int_in(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        what = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+        value = self.get(name, int, default, what)
+        if value < low or (high is not None and value > high):
+            raise ConfigError(name, f"must be {what}, got {value}")
+        return value
+
+    def float_in(self, name: str, default: float, low: float, high: float | None = None) -> float:
+        what = f"a number from {low:g}" + (f" to {high:g}" if high is not None else " up")
+        value = self.get(name, float, default, what)
+        if not (value >= low) or (high is not None and value > high):
+            raise ConfigError(name, f"must be {what}, got {value}")
+        return value
+
+    def ids(self, name: str) -> tuple[int, ...]:
+        value = self.raw(name)
+        if value is None:
+            return ()
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise ConfigError(name, f"must be a comma-separated list of numeric Discord ids, got {value!r}")
+        return tuple(int(p) for p in parts)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"must be true or false, got {value!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not value.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ConfigError(name, f"must be a {' or '.join(schemes)} URL, got {value!r}")
+        return value.rstrip("/") if "http" in schemes else value
+
+    def settings(self) -> Settings:
+        token = self.raw("DISCORD_TOKEN")
+        device = (self.raw("DEVICE") or "auto").lower()
+        if not DEVICE_SHAPE.match(device):
+            raise ConfigError("DEVICE", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+        max_new = self.int_in("MAX_NEW_TOKENS", 256, 1, 4096)
+        default_new = self.int_in("DEFAULT_MAX_NEW_TOKENS", min(64, max_new), 1, 4096)
+        if default_new > max_new:
+            raise ConfigError("DEFAULT_MAX_NEW_TOKENS", f"must not exceed MAX_NEW_TOKENS ({max_new})")
+        log_file = self.raw("LOG_FILE")
+        kwargs: dict[str, Any] = dict(
+            discord_token=token,
+            discord_guild_ids=self.ids("DISCORD_GUILD_IDS"),
+            discord_api_base=self.url("DISCORD_API_BASE", Settings.discord_api_base, ("http", "https")),
+            discord_gateway_url=self.url("DISCORD_GATEWAY_URL", Settings.discord_gateway_url, ("ws", "wss")),
+            model_name=self.raw("MODEL_NAME"),
+            device=device,
+            dtype=self.choice("DTYPE", "auto", DTYPES),
+            model_cache_dir=Path(self.raw("MODEL_CACHE_DIR") or "model-cache"),
+            max_batch_size=self.int_in("MAX_BATCH_SIZE", 8, 1, 256),
+            max_queue_size=self.int_in("MAX_QUEUE_SIZE", 64, 1),
+            max_pending_per_user=self.int_in("MAX_PENDING_PER_USER", 3, 1),
+            request_timeout_s=self.float_in("REQUEST_TIMEOUT_S", 300.0, 1.0),
+            prompt_overflow=self.choice("PROMPT_OVERFLOW", "truncate", ("truncate", "reject")),
+            max_new_tokens=max_new,
+            default_max_new_tokens=default_new,
+            max_variants=self.int_in("MAX_VARIANTS", 5, 1, 5),
+            max_prompt_chars=self.int_in("MAX_PROMPT_CHARS", 4000, 1, 100_000),
+            database_path=Path(self.raw("DATABASE_PATH") or "continuebot.db"),
+            log_retention_days=self.int_in("LOG_RETENTION_DAYS", 0, 0),
+            allowed_channel_ids=self.ids("ALLOWED_CHANNEL_IDS"),
+            allowed_role_ids=self.ids("ALLOWED_ROLE_IDS"),
+            moderator_role_ids=self.ids("MODERATOR_ROLE_IDS"),
+            allow_dms=self.flag("ALLOW_DMS", False),
+            user_cooldown_s=self.float_in("USER_COOLDOWN_S", 0.0, 0.0),
+            shutdown_grace_s=self.float_in("SHUTDOWN_GRACE_S", 30.0, 0.0, 600.0),
+            metrics_port=self.int_in("METRICS_PORT", 0, 0, 65535),
+            metrics_host=self.raw("METRICS_HOST") or "127.0.0.1",
+            log_file=Path(log_file) if log_file else None,
+            log_level=self.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        )
+        return Settings(**kwargs)

@@ -1,0 +1,137 @@
+"""Plain data the engine takes and gives: config, params, requests, events, results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+
+@dataclass(frozen=True)
+class ParamLimits:
+    """Caps the owner sets on what a request may ask for."""
+
+    max_new_tokens: int = 256
+    max_variants: int = 5
+    max_prompt_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine needs, built once from the app's settings."""
+
+    model_name: str | None = None  # hub id or local dir; None = bundled SmolLM2-135M-Instruct
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    cache_dir: Path = Path("model-cache")
+    max_batch_size: int = 8
+    max_queue_size: int = 64
+    max_pending_per_user: int = 3
+    request_timeout_s: float = 300.0
+    prompt_overflow: Literal["truncate", "reject"] = "truncate"  # truncate keeps the prompt's end
+    limits: ParamLimits = field(default_factory=ParamLimits)
+    warmup: bool = True
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings for one request; temperature 0 means greedy."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    seed: int | None = None  # None: the engine draws one and reports it
+    variants: int = 1
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to continue; ``user_key`` groups requests for fairness and limits."""
+
+    prompt: str
+    params: GenerationParams = field(default_factory=GenerationParams)
+    user_key: str = "anonymous"
+    request_id: int | str | None = None  # the caller's id, used only in logs
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a finished request produced."""
+
+    texts: tuple[str, ...]
+    seed: int
+    prompt_tokens: int
+    completion_tokens: tuple[int, ...]
+    queue_s: float
+    generation_s: float
+    prompt_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Waiting; ``position`` 1 is next. Sent again whenever the position or ETA changes."""
+
+    position: int
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class Started:
+    """The request joined a running batch."""
+
+    seed: int
+    prompt_tokens: int
+    prompt_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text for one variant (0-based); never splits a multi-byte character."""
+
+    variant: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """Finished; the last event."""
+
+    result: GenerationResult
+
+
+FailureCode = Literal["error", "timeout", "oom", "shutdown", "worker_died", "invalid"]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Failed; the last event. ``reason`` is fit to show a user."""
+
+    reason: str
+    code: FailureCode = "error"
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Cancelled by the caller; the last event."""
+
+    reason: str = "cancelled"
+
+
+Event = Union[Queued, Started, Delta, Done, Failed, Cancelled]
+FINAL_EVENTS = (Done, Failed, Cancelled)
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """A snapshot for /status, metrics and the CLI."""
+
+    model_name: str
+    device: str
+    dtype: str
+    queue_length: int
+    running: int
+    tokens_per_s: float | None  # measured over recent batches; None before the first
+    started_at: float  # time.time() when the engine became ready
+    completed: int = 0

@@ -1,0 +1,1 @@
+"""SQLite request log and moderation store; knows nothing of Discord or torch."""
