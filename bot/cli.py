@@ -41,8 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    settings = None
+    # A subcommand that reports bad settings itself (doctor) sets needs_settings=False.
     try:
-        settings = load_settings(env_file=args.env_file)
+        if getattr(args, "needs_settings", True):
+            settings = load_settings(env_file=args.env_file)
     except ConfigError as exc:
         print(f"continuebot: configuration error: {exc}", file=sys.stderr)
         return 2
