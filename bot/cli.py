@@ -16,11 +16,12 @@ log = logging.getLogger(__name__)
 
 # subcommand -> module exposing register(subparsers) and run(args, settings) -> int
 SUBCOMMANDS = {
-    "run": "bot.commands_run",
+    "run": "bot.runner",
     "generate": "bot.generate_cli",
     "logs": "bot.logs_cli",
     "doctor": "bot.doctor",
     "invite": "bot.invite",
+    "prepare-model": "bot.prepare_model",
 }
 
 
