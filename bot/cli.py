@@ -14,33 +14,41 @@ from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# subcommand -> module exposing register(subparsers) and run(args, settings) -> int
+# subcommand -> (module exposing register(subparsers) and run(args, settings) -> int, one-line help)
 SUBCOMMANDS = {
-    "run": "bot.runner",
-    "generate": "bot.generate_cli",
-    "logs": "bot.logs_cli",
-    "doctor": "bot.doctor",
-    "invite": "bot.invite",
-    "prepare-model": "bot.prepare_model",
+    "run": ("bot.runner", "run the Discord bot (needs DISCORD_TOKEN)"),
+    "generate": ("bot.generate_cli", "continue a text in the terminal, through the same engine and log"),
+    "logs": ("bot.logs_cli", "review, search, export and prune the request log"),
+    "doctor": ("bot.doctor", "check settings, model, device, database and disk; say how to fix"),
+    "invite": ("bot.invite", "print the URL that adds the bot to a server"),
+    "prepare-model": ("bot.prepare_model", "download or convert the model into MODEL_CACHE_DIR"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
+def _chosen(argv: Sequence[str]) -> str | None:
+    return next((arg for arg in argv if arg in SUBCOMMANDS), None)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser; only the chosen subcommand's module is imported (torch is slow to load)."""
     parser = argparse.ArgumentParser(
         prog="continuebot", description="A Discord bot that continues your text with a local language model."
     )
     parser.add_argument("--env-file", type=Path, default=Path(".env"), help="settings file (default: .env)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.register(sub)
+    chosen = _chosen(argv)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module_name).register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     settings = None
     # A subcommand that reports bad settings itself (doctor) sets needs_settings=False.

@@ -1,0 +1,104 @@
+"""The discord.py client: registers commands, syncs them, routes buttons, answers every error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.buttons import ButtonRouter
+from bot.continue_command import continue_command
+from bot.delivery import send_ephemeral
+from bot.errors import AccessDenied
+from bot.member_commands import forget_me_command, status_command
+from bot.mod_commands import ModGroup
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+OOPS = "Something went wrong on my side. The owner can find the details in the bot's log."
+
+
+async def answer_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """One ephemeral, human reply per failure; unexpected ones are logged with their traceback."""
+    original = getattr(error, "original", None) or error
+    if isinstance(original, AccessDenied):
+        await send_ephemeral(interaction, original.reason)
+        return
+    if isinstance(original, app_commands.TransformerError):
+        await send_ephemeral(interaction, f"I couldn't understand that value: {original.value}.")
+        return
+    if isinstance(original, discord.HTTPException) and original.code == 10062:
+        log.warning("interaction %s expired before I could answer it (Unknown interaction)", interaction.id)
+        return
+    if isinstance(original, app_commands.CheckFailure):
+        await send_ephemeral(interaction, "You can't use this command here.")
+        return
+    log.error("error while handling interaction %s", interaction.id, exc_info=original)
+    await send_ephemeral(interaction, OOPS)
+
+
+class BotTree(app_commands.CommandTree):
+    """The command tree with the single error handler."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await answer_error(interaction, error)
+
+
+class ContinueBot(discord.Client):
+    """continuebot's client: no privileged intents, never pings anyone."""
+
+    def __init__(self, services: Services, **options: Any) -> None:
+        super().__init__(
+            intents=discord.Intents(guilds=True),
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,
+            **options,
+        )
+        self.services = services
+        self.tree = BotTree(self)
+        self.router = ButtonRouter(services)
+
+    async def setup_hook(self) -> None:
+        self.tree.add_command(continue_command(self.services))
+        self.tree.add_command(ModGroup(self.services))
+        self.tree.add_command(status_command(self.services))
+        self.tree.add_command(forget_me_command(self.services))
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Sync to DISCORD_GUILD_IDS (instant) or globally (may take up to an hour to show)."""
+        guild_ids = self.services.settings.discord_guild_ids
+        if not guild_ids:
+            synced = await self.tree.sync()
+            log.info("synced %d commands globally", len(synced))
+            return
+        for guild_id in guild_ids:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to guild %s", len(synced), guild_id)
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (id %s) in %d servers", self.user, self.user and self.user.id, len(self.guilds))
+        self._health(True, "connected to Discord")
+
+    async def on_resumed(self) -> None:
+        self._health(True, "connected to Discord")
+
+    async def on_disconnect(self) -> None:
+        self._health(False, "disconnected from Discord, reconnecting")
+
+    def _health(self, healthy: bool, detail: str) -> None:
+        if self.services.metrics is not None and self.services.jobs.accepting:
+            self.services.metrics.set_health(healthy, detail)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if interaction.type not in (discord.InteractionType.component, discord.InteractionType.modal_submit):
+            return
+        try:
+            await self.router.dispatch(interaction)
+        except Exception as exc:  # loop boundary: one reply, traceback in the log
+            await answer_error(interaction, exc)

@@ -1,0 +1,316 @@
+"""One request's life in the bot: checks, submit, defer, log, stream events to Discord, finish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
+
+import discord
+
+from bot import components, render
+from bot.access import AccessRules, Cooldowns, check_can_generate
+from bot.delivery import TOKEN_LIFETIME, Delivery, send_ephemeral
+from bot.errors import AccessDenied
+from models.errors import EngineClosed, InvalidRequest, QueueFull, TooManyPending, WorkerDied
+from models.types import (
+    Cancelled, Delta, Done, Failed, GenerationParams, GenerationRequest, Queued, Started,
+)
+from storage.types import NewRequest
+
+log = logging.getLogger(__name__)
+
+# Refuse at submit when the queue would outlast what is left of the 15-minute interaction token.
+TOKEN_BUDGET_S = 12 * 60
+
+
+@dataclass
+class Job:
+    """A request the bot is serving right now."""
+
+    request_id: int
+    user_id: int
+    prompt: str
+    params: GenerationParams
+    handle: object
+    delivery: Delivery
+    texts: list[str]
+    status: str = "Queued"
+    cancelled_by: str | None = None
+
+
+@dataclass
+class JobOptions:
+    """Tunables of the job manager (tests shorten them)."""
+
+    edit_interval_s: float = 1.0
+    token_lifetime: timedelta = TOKEN_LIFETIME
+    token_budget_s: float = TOKEN_BUDGET_S
+
+
+@dataclass
+class JobManager:
+    """Starts, tracks, cancels and drains the requests the bot is serving."""
+
+    store: object
+    engine: object
+    rules: AccessRules
+    cooldowns: Cooldowns
+    model_name: str
+    metrics: object | None = None
+    options: JobOptions = field(default_factory=JobOptions)
+    jobs: dict[int, Job] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    accepting: bool = True
+    on_finished: Callable[[int, str], None] | None = None
+
+    # -- starting -------------------------------------------------------------------------
+
+    async def start(
+        self, interaction: discord.Interaction, prompt: str, params: GenerationParams, *, parent_id: int | None = None
+    ) -> int | None:
+        """Serve one request for ``interaction``; returns its row id, or None when it was refused."""
+        new = self._new_request(interaction, prompt, params, parent_id)
+        try:
+            await self._check(interaction, prompt, params)
+            handle = self.engine.submit(
+                GenerationRequest(prompt=prompt, params=params, user_key=str(interaction.user.id))
+            )
+        except (AccessDenied, InvalidRequest, QueueFull, TooManyPending, EngineClosed, WorkerDied) as exc:
+            await self._refuse(interaction, new, _refusal_text(exc, self.engine))
+            return None
+        new = replace(new, params={**new.params, "seed": handle.seed})
+        if not await self._defer(interaction, handle, new):
+            return None
+        request_id = await self.store.record_request(new)
+        self.cooldowns.touch(interaction.user.id)
+        delivery = Delivery(interaction, interval_s=self.options.edit_interval_s, token_lifetime=self.options.token_lifetime)
+        job = Job(request_id, interaction.user.id, prompt, params, handle, delivery, [""] * params.variants)
+        self.jobs[request_id] = job
+        task = asyncio.create_task(self._drive(job), name=f"job-{request_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return request_id
+
+    def _new_request(
+        self, interaction: discord.Interaction, prompt: str, params: GenerationParams, parent_id: int | None
+    ) -> NewRequest:
+        return NewRequest(
+            source="discord",
+            prompt=prompt,
+            params=asdict(params),
+            model_name=self.model_name,
+            user_id=interaction.user.id,
+            user_name=interaction.user.display_name,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            interaction_id=interaction.id,
+            parent_id=parent_id,
+        )
+
+    async def _check(self, interaction: discord.Interaction, prompt: str, params: GenerationParams) -> None:
+        if not self.accepting:
+            raise AccessDenied("I'm restarting right now. Please try again in a minute.")
+        check_can_generate(self.rules, interaction)
+        ban = await self.store.active_ban(interaction.user.id, interaction.guild_id)
+        if ban is not None:
+            until = f" until {discord.utils.format_dt(ban.until, 'f')}" if ban.until else ""
+            raise AccessDenied(f"You are banned from using this bot here{until}.")
+        wait = self.cooldowns.retry_after(interaction.user.id)
+        if wait > 0:
+            retry = discord.utils.utcnow() + timedelta(seconds=wait)
+            raise AccessDenied(f"Slow down a little: you can ask again {discord.utils.format_dt(retry, 'R')}.")
+        eta = self.engine.eta_for_new()
+        if eta is not None and eta > self.options.token_budget_s:
+            status = self.engine.status()
+            raise AccessDenied(
+                f"The queue is too long right now ({status.queue_length} waiting, {render.eta_text(eta)}). "
+                "Please try again later."
+            )
+
+    async def _refuse(self, interaction: discord.Interaction, new: NewRequest, reason: str) -> None:
+        await send_ephemeral(interaction, reason)
+        await self.store.record_rejected(new, reason)
+        self._observe("rejected")
+
+    async def _defer(self, interaction: discord.Interaction, handle: object, new: NewRequest) -> bool:
+        try:
+            await interaction.response.defer(thinking=True)
+            return True
+        except discord.HTTPException as exc:
+            handle.cancel()
+            reason = f"Discord refused the acknowledgement ({exc.code or exc.status}: {exc.text or exc})"
+            log.warning("interaction %s: could not defer: %s", interaction.id, reason)
+            request_id = await self.store.record_request(new)
+            await self.store.mark_expired(request_id, reason)
+            self._observe("expired")
+            return False
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def _drive(self, job: Job) -> None:
+        try:
+            await self._consume(job)
+        except asyncio.CancelledError:
+            job.handle.cancel()
+            await asyncio.shield(self._safe_mark(job, "interrupted", "the bot stopped"))
+            raise
+        except Exception:
+            log.exception("request %s: delivery failed", job.request_id)
+            job.handle.cancel()
+            await self._safe_mark(job, "failed", "internal error while delivering the reply")
+        finally:
+            self.jobs.pop(job.request_id, None)
+
+    async def _consume(self, job: Job) -> None:
+        events = job.handle.__aiter__()
+        pending: asyncio.Future | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(events, None))
+                # Wake for the next event, or when a throttled edit becomes due.
+                done, _ = await asyncio.wait({pending}, timeout=job.delivery.wait_s())
+                if not done:
+                    await job.delivery.flush()
+                    continue
+                event, pending = pending.result(), None
+                if event is None or await self._apply(job, event):
+                    return
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    async def _apply(self, job: Job, event: object) -> bool:
+        """Handle one engine event; True when it was the last."""
+        match event:
+            case Queued(position=position, eta_s=eta_s):
+                job.status = render.queued_status(position, eta_s)
+                await self._show_progress(job)
+            case Started(seed=seed, prompt_tokens=prompt_tokens):
+                job.status = "Generating…"
+                await self.store.mark_running(job.request_id, seed=seed, prompt_tokens=prompt_tokens)
+                await self._show_progress(job)
+            case Delta(variant=variant, text=text):
+                first_text = not any(job.texts)
+                job.texts[variant] += text
+                await self._show_progress(job, now=first_text)
+            case Done(result=result):
+                await self._finish_done(job, result)
+                return True
+            case Failed(reason=reason, code=code):
+                await self._finish_failed(job, reason, code)
+                return True
+            case Cancelled():
+                await self._finish_cancelled(job)
+                return True
+        return False
+
+    async def _show_progress(self, job: Job, *, now: bool = False) -> None:
+        content = render.progress(job.prompt, job.texts, f"#{job.request_id} · {job.status}")
+        await job.delivery.show(content, components.running_view(job.request_id), now=now)
+
+    async def _finish_done(self, job: Job, result: object) -> None:
+        await self.store.mark_done(
+            job.request_id,
+            outputs=list(result.texts),
+            seed=result.seed,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=list(result.completion_tokens),
+            queue_s=result.queue_s,
+            generation_s=result.generation_s,
+        )
+        self._observe("done", result.queue_s, result.generation_s, sum(result.completion_tokens))
+        footer = f"\n-# #{job.request_id} · seed {result.seed} · {sum(result.completion_tokens)} tokens · {result.generation_s:.1f} s"
+        if result.prompt_truncated:
+            footer += " · prompt too long: only its end was used"
+        text = render.compose(job.prompt, result.texts) + footer
+        view = components.finished_view(job.request_id, len(result.texts), can_continue=True)
+        await self._deliver(job, text, view, "done")
+
+    async def _finish_failed(self, job: Job, reason: str, code: str) -> None:
+        if code == "shutdown":
+            await self.store.mark_interrupted(job.request_id, reason)
+            self._observe("interrupted")
+            note = "⚠️ I'm restarting, so this request was stopped. Please try again in a minute."
+        else:
+            await self.store.mark_failed(job.request_id, reason)
+            self._observe("failed")
+            note = f"⚠️ Generation failed: {reason}"
+        text = render.compose(job.prompt, job.texts) + f"\n-# #{job.request_id} · {note}"
+        await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "failed")
+
+    async def _finish_cancelled(self, job: Job) -> None:
+        who = job.cancelled_by or "request"
+        await self.store.mark_cancelled(job.request_id, f"cancelled by {who}")
+        self._observe("cancelled")
+        text = render.compose(job.prompt, job.texts) + f"\n-# #{job.request_id} · Cancelled by {who}."
+        await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "cancelled")
+
+    async def _deliver(self, job: Job, text: str, view: discord.ui.View, outcome: str) -> None:
+        chunks = render.split_message(text)
+        note = f"<@{job.user_id}>, your request #{job.request_id} finished after its Discord interaction expired:"
+        how = await job.delivery.final(chunks, view, note)
+        if how == "lost":
+            log.warning("request %s: could not deliver the result; marking expired", job.request_id)
+            if outcome == "done":
+                await self.store.mark_expired(job.request_id, "interaction expired and the channel was not writable")
+        elif how == "channel":
+            log.info("request %s: delivered by channel message (interaction expired)", job.request_id)
+        if self.on_finished is not None:
+            self.on_finished(job.request_id, outcome)
+
+    async def _safe_mark(self, job: Job, status: str, reason: str) -> None:
+        try:
+            if status == "interrupted":
+                await self.store.mark_interrupted(job.request_id, reason)
+            else:
+                await self.store.mark_failed(job.request_id, reason)
+        except Exception:
+            log.exception("request %s: could not mark it %s", job.request_id, status)
+
+    def _observe(self, status: str, queue_s: float | None = None, generation_s: float | None = None, tokens: int = 0) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_request(status, queue_s, generation_s, tokens)
+
+    # -- controlling -------------------------------------------------------------------------
+
+    def cancel(self, request_id: int, by: str) -> bool:
+        """Cancel a queued or running request; False when it is not active."""
+        job = self.jobs.get(request_id)
+        if job is None:
+            return False
+        job.cancelled_by = by
+        job.handle.cancel()
+        return True
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for every job to deliver its last message, then cancel what is left."""
+        self.accepting = False
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=timeout_s)
+        for task in set(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _refusal_text(exc: Exception, engine: object) -> str:
+    if isinstance(exc, AccessDenied):
+        return exc.reason
+    if isinstance(exc, InvalidRequest):
+        return f"That request isn't valid: {exc.field} {exc.message}."
+    if isinstance(exc, QueueFull):
+        eta = render.eta_text(engine.eta_for_new())
+        return (
+            f"The queue is full ({exc.queue_size} requests waiting"
+            + (f", {eta} of work" if eta else "")
+            + "). Please try again in a little while."
+        )
+    if isinstance(exc, TooManyPending):
+        return f"You already have {exc.limit} requests waiting. Try again when one of them has finished."
+    if isinstance(exc, EngineClosed):
+        return "I'm restarting right now. Please try again in a minute."
+    return "The model isn't available right now. The owner has been told; please try again later."

@@ -1,0 +1,23 @@
+"""What every command handler needs, built once in main() and passed to the bot."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bot.access import AccessRules
+from bot.config import Settings
+from bot.jobs import JobManager
+
+
+@dataclass
+class Services:
+    """The store, the engine, the job manager and the settings, shared by all handlers."""
+
+    settings: Settings
+    store: object
+    engine: object
+    jobs: JobManager
+    rules: AccessRules
+    metrics: object | None = None
+    started_at: float = field(default_factory=time.time)

@@ -1,0 +1,93 @@
+"""Settings: parsed once, every bad value is one line naming the setting, exit code 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import check_token, load_settings
+from bot.errors import ConfigError
+
+GOOD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcDE.abcdefghijklmnopqrstuvwxyz0123456789AB"
+
+
+def test_defaults_without_any_setting():
+    settings = load_settings({}, env_file=None)
+    assert settings.model_name is None
+    assert settings.device == "auto"
+    assert settings.max_batch_size == 8
+    assert settings.discord_api_base == "https://discord.com/api/v10"
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("MAX_BATCH_SIZE=4\nALLOWED_CHANNEL_IDS=1, 2 ,3\nALLOW_DMS=yes\n")
+    settings = load_settings({"MAX_BATCH_SIZE": "16"}, env_file=env)
+    assert settings.max_batch_size == 16
+    assert settings.allowed_channel_ids == (1, 2, 3)
+    assert settings.allow_dms is True
+
+
+@pytest.mark.parametrize(
+    "name,value,words",
+    [
+        ("MAX_BATCH_SIZE", "many", "whole number"),
+        ("MAX_BATCH_SIZE", "0", "from 1"),
+        ("DEVICE", "gpu", "auto, cpu, cuda"),
+        ("DTYPE", "int8", "one of"),
+        ("ALLOWED_CHANNEL_IDS", "general", "numeric Discord ids"),
+        ("ALLOW_DMS", "maybe", "true or false"),
+        ("DISCORD_API_BASE", "discord.com", "URL"),
+        ("PROMPT_OVERFLOW", "explode", "truncate, reject"),
+        ("LOG_RETENTION_DAYS", "-1", "from 0"),
+        ("METRICS_PORT", "70000", "to 65535"),
+        ("REQUEST_TIMEOUT_S", "nan", "number"),
+    ],
+)
+def test_bad_values_name_the_setting(name, value, words):
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: value}, env_file=None)
+    assert info.value.setting == name
+    assert words in str(info.value)
+
+
+def test_default_tokens_cannot_exceed_the_cap():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"MAX_NEW_TOKENS": "32", "DEFAULT_MAX_NEW_TOKENS": "64"}, env_file=None)
+    assert info.value.setting == "DEFAULT_MAX_NEW_TOKENS"
+
+
+@pytest.mark.parametrize("token", [None, "", "Bot " + GOOD_TOKEN, "not-a-token", "a.b.c"])
+def test_bad_tokens_are_refused_without_echoing_them(token):
+    with pytest.raises(ConfigError) as info:
+        check_token(token)
+    assert info.value.setting == "DISCORD_TOKEN"
+    if token:
+        assert token not in str(info.value)
+
+
+def test_good_token_shape_passes():
+    check_token(GOOD_TOKEN)
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "MAX_QUEUE_SIZE": "lots", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "invite", "--client-id", "1"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MAX_QUEUE_SIZE" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_run_without_token_is_one_line_exit_2(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DISCORD_TOKEN": "oops"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", ], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "DISCORD_TOKEN" in result.stderr
+    assert "oops" not in result.stderr
