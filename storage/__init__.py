@@ -1,1 +1,16 @@
 """SQLite request log and moderation store; knows nothing of Discord or torch."""
+
+from storage.errors import (
+    DatabaseBusy, DatabaseUnavailable, NotFound, ReadOnlyStore, SchemaTooNew, SchemaTooOld, StorageError,
+)
+from storage.health import inspect_database
+from storage.store import Store
+from storage.types import (
+    AuditRow, BanRow, DatabaseHealth, NewRequest, ReportRow, RequestFilter, RequestRow, Stats, UserDayStats,
+)
+
+__all__ = [
+    "AuditRow", "BanRow", "DatabaseBusy", "DatabaseHealth", "DatabaseUnavailable", "NewRequest", "NotFound",
+    "ReadOnlyStore", "ReportRow", "RequestFilter", "RequestRow", "SchemaTooNew", "SchemaTooOld", "Stats",
+    "StorageError", "Store", "UserDayStats", "inspect_database",
+]

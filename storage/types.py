@@ -135,3 +135,19 @@ class Stats:
     p95_generation_s: float | None
     mean_queue_s: float | None
     per_user_day: tuple[UserDayStats, ...]
+
+
+@dataclass(frozen=True)
+class DatabaseHealth:
+    """What ``continuebot doctor`` learns about the database file without changing it."""
+
+    path: str
+    exists: bool
+    writable: bool
+    schema_version: int | None
+    supported_version: int
+    newer_than_supported: bool
+    integrity_ok: bool | None
+    integrity_message: str | None
+    size_bytes: int
+    wal_bytes: int
