@@ -1,0 +1,537 @@
+"""The inference engine: a fair bounded queue, one worker task, one executor thread that owns the model."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from models.backend import Backend, RowSpec, RowStart, RowUpdate
+from models.errors import EngineClosed, ModelLoadError, QueueFull, TooManyPending, WorkerDied
+from models.eta import Waiting, estimate_starts
+from models.fairqueue import FairQueue
+from models.handle import RequestHandle
+from models.loader import load_backend
+from models.params import draw_seed, validate_request
+from models.types import (
+    Cancelled,
+    Delta,
+    Done,
+    EngineConfig,
+    EngineStatus,
+    Event,
+    Failed,
+    GenerationParams,
+    GenerationRequest,
+    GenerationResult,
+    Queued,
+    Started,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BackendFactory = Callable[[EngineConfig, Callable[[str], None]], Backend]
+Batching = Literal["continuous", "static"]
+
+EWMA_ALPHA = 0.3  # weight of the newest step in the throughput and step-time averages
+ETA_MIN_CHANGE_S = 2.0  # resend Queued when the ETA moves by more than this (or 25 %)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """CUDA out-of-memory, without importing torch where it is not loaded."""
+    return any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__)
+
+
+@dataclass(eq=False)
+class _Job:
+    """Engine-side state of one request, from submit to its final event."""
+
+    handle: RequestHandle
+    params: GenerationParams  # seed resolved
+    submitted: float
+    timer: asyncio.TimerHandle | None = None
+    row_ids: tuple[int, ...] = ()
+    started: float | None = None
+    prompt_tokens: int = 0
+    truncated: bool = False
+    texts: list[str] = field(default_factory=list)
+    emitted: list[int] = field(default_factory=list)  # characters already sent per variant
+    tokens: list[int] = field(default_factory=list)
+    rows_left: int = 0
+    retried: bool = False
+    last_queued: Queued | None = None
+
+    def __post_init__(self) -> None:
+        n = self.params.variants
+        self.texts, self.emitted, self.tokens = [""] * n, [0] * n, [0] * n
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.handle.request
+
+    @property
+    def user_key(self) -> str:
+        return self.handle.request.user_key
+
+    def reset_rows(self) -> None:
+        """Forget row progress before a retry; ``emitted`` stays so no text is sent twice."""
+        n = self.params.variants
+        self.row_ids, self.rows_left = (), 0
+        self.texts, self.tokens = [""] * n, [0] * n
+
+
+class Engine:
+    """Queue, admission, streaming and fault handling around one ``Backend``.
+
+    Every method is called from the event loop's thread. One worker task owns the backend and
+    runs each backend call in a single executor thread, so the loop never blocks. Between decode
+    steps the worker admits waiting requests into the running batch (iteration-level batching,
+    ``batching="continuous"``); ``"static"`` admits only when the batch is empty (for benchmarks).
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        backend_factory: BackendFactory = load_backend,
+        progress: Callable[[str], None] = lambda message: None,
+        clock: Callable[[], float] = time.monotonic,
+        batching: Batching = "continuous",
+    ) -> None:
+        self._config = config
+        self._factory = backend_factory
+        self._progress = progress
+        self._clock = clock
+        self._batching = batching
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._inflight: concurrent.futures.Future[Any] | None = None
+        self._backend: Backend | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._queue: FairQueue[_Job] = FairQueue(key=lambda job: job.user_key)
+        self._jobs: dict[RequestHandle, _Job] = {}  # queued and running
+        self._pending_per_user: Counter[str] = Counter()
+        self._rows: dict[int, tuple[_Job, int]] = {}  # row id -> (job, variant) for live rows
+        self._in_backend: set[int] = set()
+        self._to_remove: set[int] = set()
+        self._next_row = 0
+        self._capacity = config.max_batch_size
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._accepting = False
+        self._stopping = False
+        self._closed = False
+        self._dead: BaseException | None = None
+        self._step_s: float | None = None
+        self._tokens_per_s: float | None = None
+        self._unmeasured_s = 0.0  # prefill time to charge to the next step's measurement
+        self._completed = 0
+        self._started_at = 0.0
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        loop = asyncio.get_running_loop()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="continuebot-inference"
+        )
+
+        def progress(message: str) -> None:  # runs in the executor thread
+            loop.call_soon_threadsafe(self._progress, message)
+
+        began = self._clock()
+        try:
+            self._backend = await self._call(self._factory, self._config, progress)
+            if self._config.warmup:
+                self._progress("warming up")
+                await self._call(self._backend.warmup)
+        except ModelLoadError:
+            self._executor.shutdown(wait=True)
+            raise
+        except BaseException as exc:
+            self._executor.shutdown(wait=True)
+            if isinstance(exc, Exception):
+                raise ModelLoadError(f"the model failed to start: {type(exc).__name__}: {exc}") from exc
+            raise
+        log.info(
+            "engine ready: %s on %s (%s) in %.1f s",
+            self._backend.model_name, self._backend.device, self._backend.dtype, self._clock() - began,
+        )
+        self._started_at = time.time()
+        self._accepting = True
+        self._worker = loop.create_task(self._work(), name="continuebot-inference-worker")
+        self._worker.add_done_callback(self._worker_exited)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Refuse new requests; fail queued ones now and running ones after ``grace_s``."""
+        self._accepting = False
+        for job in self._queue.drain():
+            self._finish(job, Failed("the bot is shutting down", code="shutdown"))
+        if self._jobs and grace_s > 0:
+            self._settled.clear()
+            try:
+                await asyncio.wait_for(self._settled.wait(), grace_s)
+            except asyncio.TimeoutError:
+                pass
+        for job in list(self._jobs.values()):
+            self._finish(job, Failed("the bot is shutting down", code="shutdown"))
+
+    async def close(self) -> None:
+        """Shut down at once, stop the worker and the executor thread; no thread is left."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.shutdown(0)
+        self._stopping = True
+        self._wake.set()
+        if self._worker is not None:
+            await asyncio.wait([self._worker])
+        while self._inflight is not None and not self._inflight.done():
+            await asyncio.sleep(0.01)  # a call the dead worker left running
+        if self._backend is not None and self._dead is None:
+            try:
+                await self._call(self._backend.reset)
+            except Exception:
+                log.exception("backend reset failed while closing")
+        self._backend = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    # -- the public surface -----------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> RequestHandle:
+        """Queue ``request``; raises InvalidRequest, QueueFull, TooManyPending, EngineClosed or WorkerDied."""
+        if self._dead is not None:
+            raise WorkerDied("the inference worker has stopped; restart the bot")
+        if not self._accepting:
+            raise EngineClosed()
+        validate_request(request, self._config.limits)
+        if len(self._queue) >= self._config.max_queue_size:
+            raise QueueFull(self._config.max_queue_size)
+        if self._pending_per_user[request.user_key] >= self._config.max_pending_per_user:
+            raise TooManyPending(self._config.max_pending_per_user)
+        seed = request.params.seed if request.params.seed is not None else draw_seed()
+        handle = RequestHandle(request, seed, self._cancel)
+        job = _Job(handle, dataclasses.replace(request.params, seed=seed), self._clock())
+        loop = asyncio.get_running_loop()
+        job.timer = loop.call_later(self._config.request_timeout_s, self._expire, job)
+        self._jobs[handle] = job
+        self._pending_per_user[request.user_key] += 1
+        self._queue.push(job)
+        self._publish_positions()
+        self._wake.set()
+        log.debug("request %s queued (user %s, seed %d)", request.request_id, request.user_key, seed)
+        return handle
+
+    def status(self) -> EngineStatus:
+        backend = self._backend
+        return EngineStatus(
+            model_name=backend.model_name if backend else str(self._config.model_name),
+            device=backend.device if backend else self._config.device,
+            dtype=backend.dtype if backend else self._config.dtype,
+            queue_length=len(self._queue),
+            running=len(self._rows),
+            tokens_per_s=self._tokens_per_s,
+            started_at=self._started_at,
+            completed=self._completed,
+        )
+
+    def eta_for_new(self) -> float | None:
+        """Seconds until a request submitted now would start (None before any measurement)."""
+        probe = Waiting(rows=1, max_steps=1)
+        return self._estimates(extra=probe)[-1]
+
+    # -- ending requests (on the loop) ------------------------------------------------------
+
+    def _cancel(self, handle: RequestHandle) -> None:
+        job = self._jobs.get(handle)
+        if job is not None:
+            self._finish(job, Cancelled())
+
+    def _expire(self, job: _Job) -> None:
+        limit = self._config.request_timeout_s
+        self._finish(job, Failed(f"timed out after {limit:g} s", code="timeout"))
+
+    def _finish(self, job: _Job, event: Event) -> None:
+        """Send the final event and drop the job from the queue or the running batch."""
+        if self._jobs.pop(job.handle, None) is None:
+            return
+        self._pending_per_user[job.user_key] -= 1
+        if self._pending_per_user[job.user_key] <= 0:
+            del self._pending_per_user[job.user_key]
+        if job.timer is not None:
+            job.timer.cancel()
+        was_queued = self._queue.remove(job)
+        for row_id in job.row_ids:
+            if self._rows.pop(row_id, None) is not None and row_id in self._in_backend:
+                self._to_remove.add(row_id)
+        job.handle._emit(event)
+        if isinstance(event, Done):
+            self._completed += 1
+        log.debug("request %s ended: %s", job.request.request_id, type(event).__name__)
+        if was_queued:
+            self._publish_positions()
+        if not self._jobs:
+            self._settled.set()
+        self._wake.set()
+
+    def _fail_all(self, reason: str, code: Any) -> None:
+        for job in list(self._jobs.values()):
+            self._finish(job, Failed(reason, code=code))
+
+    def _worker_exited(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if self._stopping and error is None and not task.cancelled():
+            return
+        self._dead = error or asyncio.CancelledError("the worker task was cancelled")
+        self._accepting = False
+        log.error("inference worker died; failing every waiting request", exc_info=error)
+        self._queue.drain()
+        self._fail_all("the inference worker stopped unexpectedly", "worker_died")
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one backend call in the executor thread without blocking the loop."""
+        assert self._executor is not None
+        future = self._executor.submit(fn, *args)
+        self._inflight = future
+        return await asyncio.wrap_future(future)
+
+    async def _work(self) -> None:
+        while True:
+            await self._remove_dropped()
+            if self._stopping:
+                return
+            await self._admit()
+            if self._rows:
+                await self._step()
+                self._publish_positions()
+            elif not self._queue and not self._to_remove:
+                self._wake.clear()
+                await self._wake.wait()
+
+    async def _remove_dropped(self) -> None:
+        rows = sorted(self._to_remove & self._in_backend)
+        self._to_remove.clear()
+        if not rows:
+            return
+        assert self._backend is not None
+        await self._guarded(self._backend.remove, rows, jobs=self._running_jobs(), reset_after=True)
+        self._in_backend.difference_update(rows)
+
+    async def _admit(self) -> None:
+        batch = self._take_batch()
+        if not batch:
+            return
+        self._publish_positions()
+        specs: list[RowSpec] = []
+        for job in batch:
+            job.row_ids = tuple(self._new_row(job, v) for v in range(job.params.variants))
+            job.rows_left = len(job.row_ids)
+            specs += [RowSpec(r, job.request.prompt, job.params, v) for v, r in enumerate(job.row_ids)]
+        began = self._clock()
+        assert self._backend is not None
+        starts = await self._guarded(self._backend.add, specs, jobs=batch, reset_after=False)
+        self._unmeasured_s += self._clock() - began
+        if starts is not None:
+            self._start_jobs(batch, starts)
+
+    def _take_batch(self) -> list[_Job]:
+        """Pop queued jobs (fair order) that fit in the free rows; a wide job may fill an empty batch."""
+        if self._batching == "static" and self._rows:
+            return []
+        batch: list[_Job] = []
+        free = self._capacity - len(self._rows)
+        while (job := self._queue.peek()) is not None:
+            rows = job.params.variants
+            if rows > free and (self._rows or batch):
+                break
+            batch.append(self._queue.pop())
+            free -= rows
+        return batch
+
+    def _new_row(self, job: _Job, variant: int) -> int:
+        row_id, self._next_row = self._next_row, self._next_row + 1
+        self._rows[row_id] = (job, variant)
+        self._in_backend.add(row_id)
+        return row_id
+
+    def _start_jobs(self, batch: Sequence[_Job], starts: Sequence[RowStart]) -> None:
+        by_row = {s.row_id: s for s in starts}
+        for job in batch:
+            row_starts = [by_row[r] for r in job.row_ids if r in by_row]
+            refused = [s.error for s in row_starts if s.error] + (
+                ["the model did not take this request"] if len(row_starts) < len(job.row_ids) else []
+            )
+            self._in_backend.difference_update(s.row_id for s in row_starts if s.error)
+            if job.handle.done:
+                continue
+            if refused:
+                self._finish(job, Failed(refused[0], code="invalid"))
+                continue
+            job.prompt_tokens = row_starts[0].prompt_tokens
+            job.truncated = any(s.truncated for s in row_starts)
+            if job.started is None:
+                job.started = self._clock()
+                job.handle._emit(Started(job.handle.seed, job.prompt_tokens, job.truncated))
+
+    async def _step(self) -> None:
+        assert self._backend is not None
+        began = self._clock()
+        updates = await self._guarded(self._backend.step, jobs=self._running_jobs(), reset_after=True)
+        if updates is None:
+            self._unmeasured_s = 0.0
+            return
+        elapsed = self._clock() - began + self._unmeasured_s
+        self._unmeasured_s = 0.0
+        tokens = sum(self._apply(update) for update in updates)
+        self._measure(elapsed, tokens)
+
+    def _apply(self, update: RowUpdate) -> int:
+        """Deliver one row's update; returns how many new tokens it brought."""
+        if update.finished:
+            self._in_backend.discard(update.row_id)
+        entry = self._rows.get(update.row_id)
+        if entry is None:
+            return 0  # cancelled or timed out while the step ran
+        job, variant = entry
+        new_tokens = max(0, update.tokens - job.tokens[variant])
+        job.tokens[variant] = update.tokens
+        job.texts[variant] += update.text
+        text = job.texts[variant]
+        if len(text) > job.emitted[variant]:
+            job.handle._emit(Delta(variant, text[job.emitted[variant]:]))
+            job.emitted[variant] = len(text)
+        if update.finished:
+            del self._rows[update.row_id]
+            job.rows_left -= 1
+            if job.rows_left == 0:
+                self._finish(job, Done(self._result(job)))
+        return new_tokens
+
+    def _result(self, job: _Job) -> GenerationResult:
+        now = self._clock()
+        started = job.started if job.started is not None else now
+        return GenerationResult(
+            texts=tuple(job.texts),
+            seed=job.handle.seed,
+            prompt_tokens=job.prompt_tokens,
+            completion_tokens=tuple(job.tokens),
+            queue_s=started - job.submitted,
+            generation_s=now - started,
+            prompt_truncated=job.truncated,
+        )
+
+    def _measure(self, elapsed: float, tokens: int) -> None:
+        if elapsed <= 0:
+            return
+        rate = tokens / elapsed
+        if self._step_s is None or self._tokens_per_s is None:
+            self._step_s, self._tokens_per_s = elapsed, rate
+            return
+        self._step_s += EWMA_ALPHA * (elapsed - self._step_s)
+        self._tokens_per_s += EWMA_ALPHA * (rate - self._tokens_per_s)
+
+    def _running_jobs(self) -> list[_Job]:
+        return list(dict.fromkeys(job for job, _ in self._rows.values()))
+
+    # -- faults -----------------------------------------------------------------------------
+
+    async def _guarded(
+        self, fn: Callable[..., T], *args: Any, jobs: Sequence[_Job], reset_after: bool
+    ) -> T | None:
+        """Run a backend call; on failure end (or retry) ``jobs`` only and return None."""
+        try:
+            return await self._call(fn, *args)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("backend %s failed for %d request(s)", fn.__name__, len(jobs), exc_info=exc)
+            if _is_oom(exc):
+                await self._recover_oom(jobs)
+            else:
+                await self._recover_error(exc, jobs, reset_after)
+            return None
+
+    async def _recover_error(self, exc: Exception, jobs: Sequence[_Job], reset_after: bool) -> None:
+        for job in jobs:
+            self._finish(job, Failed(f"generation failed ({type(exc).__name__})", code="error"))
+        rows = sorted(self._to_remove & self._in_backend)
+        self._to_remove.clear()
+        assert self._backend is not None
+        if reset_after or not self._rows:
+            await self._call(self._backend.reset)  # state unknown: start clean
+            self._in_backend.clear()
+            return
+        try:
+            await self._call(self._backend.remove, rows)
+            self._in_backend.difference_update(rows)
+        except Exception:
+            log.exception("could not drop the failed rows; resetting the whole batch")
+            self._fail_running("generation failed (the batch had to be reset)")
+            await self._call(self._backend.reset)
+            self._in_backend.clear()
+
+    def _fail_running(self, reason: str) -> None:
+        for job in self._running_jobs():
+            self._finish(job, Failed(reason, code="error"))
+
+    async def _recover_oom(self, jobs: Sequence[_Job]) -> None:
+        """Free the memory, halve the batch, retry each affected request once."""
+        affected = list(dict.fromkeys([*self._running_jobs(), *jobs]))
+        width = sum(job.params.variants for job in affected)
+        assert self._backend is not None
+        await self._call(self._backend.reset)
+        self._in_backend.clear()
+        self._to_remove.clear()
+        self._capacity = max(1, min(self._capacity, width) // 2)
+        log.warning("out of memory with %d rows; batch size now %d", width, self._capacity)
+        for job in sorted(affected, key=lambda j: j.submitted):
+            for row_id in job.row_ids:
+                self._rows.pop(row_id, None)
+            if job.retried or job.handle.done:
+                self._finish(job, Failed("out of memory; try fewer tokens or variants", code="oom"))
+                continue
+            job.retried = True
+            job.reset_rows()
+            self._queue.push_urgent(job)
+
+    # -- queue positions and ETAs -----------------------------------------------------------
+
+    def _estimates(self, extra: Waiting | None = None) -> list[float | None]:
+        order = self._queue.order()
+        waiting = [Waiting(j.params.variants, j.params.max_new_tokens) for j in order]
+        if extra is not None:
+            waiting.append(extra)
+        running_left = [
+            max(1, job.params.max_new_tokens - job.tokens[variant]) for job, variant in self._rows.values()
+        ]
+        return estimate_starts(running_left, waiting, self._capacity, self._step_s)
+
+    def _publish_positions(self) -> None:
+        order = self._queue.order()
+        for position, (job, eta) in enumerate(zip(order, self._estimates()), start=1):
+            if self._queued_changed(job.last_queued, position, eta):
+                job.last_queued = Queued(position, None if eta is None else round(eta, 1))
+                job.handle._emit(job.last_queued)
+
+    @staticmethod
+    def _queued_changed(last: Queued | None, position: int, eta: float | None) -> bool:
+        if last is None or last.position != position:
+            return True
+        if (last.eta_s is None) != (eta is None):
+            return True
+        if last.eta_s is None or eta is None:
+            return False
+        return abs(eta - last.eta_s) > max(ETA_MIN_CHANGE_S, 0.25 * last.eta_s)
