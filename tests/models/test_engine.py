@@ -390,3 +390,49 @@ async def test_a_load_error_propagates_and_leaves_no_thread() -> None:
         async with Engine(config(), backend_factory=failing, progress=messages.append):
             pass
     assert set(threading.enumerate()) <= before
+
+
+# -- the real tiny GPT-2 --------------------------------------------------------------------------
+
+
+def tiny_config(model_dir: Path, **overrides: object) -> EngineConfig:
+    return replace(config(model_name=str(model_dir), cache_dir=model_dir.parent / "cache"), **overrides)  # type: ignore[arg-type]
+
+
+async def test_seeded_output_is_the_same_alone_and_in_a_busy_engine(tiny_model_dir: Path) -> None:
+    params = GenerationParams(max_new_tokens=24, temperature=0.9, top_p=0.9, top_k=40, seed=1234, variants=2)
+    mine = GenerationRequest("Once upon a time", params, user_key="me")
+    before = set(threading.enumerate())
+    async with Engine(tiny_config(tiny_model_dir)) as engine:
+        alone = await engine.submit(mine).wait()
+    async with Engine(tiny_config(tiny_model_dir, max_batch_size=6)) as engine:
+        others = [
+            collect(engine.submit(GenerationRequest(p, replace(params, seed=s, variants=1, max_new_tokens=90),
+                                                    user_key=f"u{s}")))
+            for s, p in ((1, "The quick brown fox"), (2, "Café crème"), (3, "def hello(name):"))
+        ]
+        await until(lambda: all(any(isinstance(e, Delta) for e in ev) for ev, _ in others))
+        busy_events = await events_of(engine.submit(mine))  # joins the running batch mid-way
+        assert not all(task.done() for _, task in others)
+        await asyncio.gather(*(task for _, task in others))
+    busy = busy_events[-1]
+    assert isinstance(alone, Done) and isinstance(busy, Done)
+    assert busy.result.texts == alone.result.texts
+    assert alone.result.texts[0] != alone.result.texts[1]  # variants differ
+    assert "".join(e.text for e in busy_events if isinstance(e, Delta) and e.variant == 0) == busy.result.texts[0]
+    assert set(threading.enumerate()) <= before  # no inference thread left after close
+
+
+async def test_cancel_on_the_real_model_leaves_batch_mates_intact(tiny_model_dir: Path) -> None:
+    greedy = GenerationParams(max_new_tokens=30, temperature=0.0, seed=0)
+    async with Engine(tiny_config(tiny_model_dir)) as engine:
+        reference = await engine.submit(GenerationRequest("Grüße aus München", greedy, user_key="a")).wait()
+        victim = engine.submit(GenerationRequest("Emoji are fun", replace(greedy, max_new_tokens=100), user_key="b"))
+        mate = engine.submit(GenerationRequest("Grüße aus München", greedy, user_key="a"))
+        async for event in victim:
+            if isinstance(event, Delta):
+                victim.cancel()
+        mate_end = await mate.wait()
+    assert isinstance(victim.final, Cancelled)
+    assert isinstance(mate_end, Done) and isinstance(reference, Done)
+    assert mate_end.result.texts == reference.result.texts
