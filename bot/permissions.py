@@ -9,12 +9,12 @@ OAUTH_SCOPES: tuple[str, ...] = ("bot", "applications.commands")
 # (permission flag, why the bot needs it). Replies go through interaction responses and
 # followups, which need no channel permission except the ones Discord checks against
 # ``app_permissions`` (attach_files, embed_links); the rest serve the channel-message fallback
-# used when an interaction token has expired (tokens live 15 minutes).
+# used when an interaction token has expired (tokens live 15 minutes). That fallback posts a
+# plain message; replying to another message (``reference=``) would also need read_message_history.
 REQUIRED_FLAGS: tuple[tuple[str, str], ...] = (
     ("view_channel", "see the channel to post a result whose interaction token expired"),
     ("send_messages", "post a result whose interaction token expired"),
     ("send_messages_in_threads", "the same, when /continue was used in a thread"),
-    ("read_message_history", "reply to the original message when posting such a result"),
     ("embed_links", "embeds in /status and /mod views"),
     ("attach_files", "the CSV or JSONL file of /mod export"),
 )

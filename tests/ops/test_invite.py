@@ -65,7 +65,6 @@ def test_permissions_are_small_and_each_has_a_reason() -> None:
         "read_messages",  # discord.py's name for view_channel
         "send_messages",
         "send_messages_in_threads",
-        "read_message_history",
         "embed_links",
         "attach_files",
     }
@@ -82,5 +81,5 @@ def test_missing_permissions_names_what_a_channel_lacks() -> None:
     assert missing_permissions(required_permissions()) == ()
     channel = discord.Permissions(view_channel=True, send_messages=True)
     assert set(missing_permissions(channel)) == {
-        "send_messages_in_threads", "read_message_history", "embed_links", "attach_files"
+        "send_messages_in_threads", "embed_links", "attach_files"
     }
