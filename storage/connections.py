@@ -29,26 +29,15 @@ def check_writable(path: Path) -> None:
         raise DatabaseUnavailable(path, "the file is not readable and writable by this user")
 
 
-async def open_writer(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
-    """The read-write connection; pragmas that write (journal mode) come later, after the version check."""
-    try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise DatabaseUnavailable(path, str(exc)) from exc
-    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    return conn
-
-
-async def configure_writer(conn: aiosqlite.Connection, path: Path, synchronous: Synchronous) -> None:
-    """WAL, the chosen durability, enforced foreign keys and zeroed deleted content."""
-    async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
-        row = await cursor.fetchone()
-    if row is None or str(row[0]).lower() != "wal":
-        raise DatabaseUnavailable(path, f"cannot switch to WAL journaling (got {row[0] if row else None})")
-    await conn.execute(f"PRAGMA synchronous = {synchronous}")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA secure_delete = ON")
-    await conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+def configure_writer(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:
+    """WAL, the chosen durability, enforced foreign keys and zeroed deleted content (on the writer thread)."""
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        raise DatabaseUnavailable(path, f"cannot switch to WAL journaling (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
 
 
 async def open_reader(path: Path, busy_timeout_ms: int, *, chunk: int = 64) -> aiosqlite.Connection:

@@ -144,54 +144,49 @@ def read_version(conn: sqlite3.Connection) -> int:
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:
-    """``read_version`` on an aiosqlite connection."""
-    async with conn.execute(
+    """``read_version`` on an aiosqlite (read) connection."""
+    rows = list(await conn.execute_fetchall(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ) as cursor:
-        if await cursor.fetchone() is None:
-            return 0
-    async with conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations") as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+    ))
+    if not rows:
+        return 0
+    rows = list(await conn.execute_fetchall("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+    return int(rows[0][0])
 
 
-async def migrate(
-    conn: aiosqlite.Connection, clock: Callable[[], datetime], *, upto: int = LATEST
-) -> list[int]:
-    """Apply every missing migration up to ``upto``; returns the versions applied.
+def migrate(conn: sqlite3.Connection, clock: Callable[[], datetime], *, upto: int = LATEST) -> list[int]:
+    """Apply every missing migration up to ``upto`` on an autocommit connection; returns those applied.
 
     Raises SchemaTooNew, before writing anything, when the file is ahead of this code. Each step
     re-reads the version inside its BEGIN IMMEDIATE, so two processes starting together apply it once.
     """
-    found = await schema_version(conn)
+    found = read_version(conn)
     if found > LATEST:
         raise SchemaTooNew(found, LATEST)
-    applied: list[int] = []
-    for migration in MIGRATIONS:
-        if migration.version > upto or migration.version <= found:
-            continue
-        if await _apply(conn, migration, clock):
-            applied.append(migration.version)
-    return applied
+    return [
+        m.version for m in MIGRATIONS
+        if found < m.version <= upto and _apply(conn, m, clock)
+    ]
 
 
-async def _apply(conn: aiosqlite.Connection, migration: Migration, clock: Callable[[], datetime]) -> bool:
-    await conn.execute("BEGIN IMMEDIATE")
+def _apply(conn: sqlite3.Connection, migration: Migration, clock: Callable[[], datetime]) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        await conn.execute(BOOKKEEPING)
-        if await schema_version(conn) >= migration.version:
-            await conn.execute("ROLLBACK")
+        conn.execute(BOOKKEEPING)
+        if read_version(conn) >= migration.version:
+            conn.execute("ROLLBACK")
             return False
         for statement in migration.statements:
-            await conn.execute(statement)
-        await conn.execute(
+            conn.execute(statement)
+        conn.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
             (migration.version, migration.name, to_text(clock())),
         )
-        await conn.execute(f"PRAGMA user_version = {int(migration.version)}")
-        await conn.execute("COMMIT")
+        conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+        conn.execute("COMMIT")
     except BaseException:
-        await conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     log.info("database migrated to schema %d (%s)", migration.version, migration.name)
     return True

@@ -17,13 +17,11 @@ from storage import export as encode
 from storage.codec import (
     audit_row, ban_row, dumps, filter_sql, report_row, request_columns, request_row, to_text,
 )
-from storage.connections import (
-    Synchronous, check_writable, close, configure_writer, open_reader, open_writer,
-)
+from storage.connections import Synchronous, check_writable, close, configure_writer, open_reader
 from storage.errors import (
     DatabaseUnavailable, NotFound, ReadOnlyStore, SchemaTooNew, SchemaTooOld, StorageError,
 )
-from storage.migrations import LATEST, migrate, schema_version
+from storage.migrations import LATEST, migrate, read_version, schema_version
 from storage.owners import OwnerLock, claim_dead
 from storage.search import fts_phrase
 from storage.types import (
@@ -73,7 +71,6 @@ class Store:
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._purge_interval_s = purge_interval_s
-        self._conn: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._writer: Writer | None = None
         self._owner: OwnerLock | None = None
@@ -107,24 +104,27 @@ class Store:
 
     async def _open_writable(self) -> None:
         check_writable(self.path)
-        self._conn = await open_writer(self.path, self._busy_timeout_ms)
-        try:
-            found = await schema_version(self._conn)
-        except sqlite3.DatabaseError as exc:
-            raise DatabaseUnavailable(self.path, str(exc)) from exc
-        if found > LATEST:
-            raise SchemaTooNew(found, LATEST)
-        await configure_writer(self._conn, self.path, self._synchronous)
-        await migrate(self._conn, self._clock)
+        self._writer = Writer(self.path, busy_timeout_ms=self._busy_timeout_ms, max_batch=self._max_batch)
+        await self._writer.open(self._prepare)
         self._owner = OwnerLock(self.path)
         self._owner.acquire()
-        self._writer = Writer(self._conn, max_batch=self._max_batch)
         self._writer.start()
         self._reader = await open_reader(self.path, self._busy_timeout_ms)
         await self.recover()
         if self.retention_days > 0:
             await self.purge_older_than(self.retention_days)
             self._start(self._purge_daily(), "storage-retention")
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread: refuse a newer schema untouched, then WAL, pragmas and migrations."""
+        try:
+            found = read_version(conn)
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseUnavailable(self.path, str(exc)) from exc
+        if found > LATEST:
+            raise SchemaTooNew(found, LATEST)
+        configure_writer(conn, self.path, self._synchronous)
+        migrate(conn, self._clock)
 
     async def _open_read_only(self) -> None:
         self._reader = await open_reader(self.path, self._busy_timeout_ms)
@@ -141,11 +141,11 @@ class Store:
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
-        for conn in [*self._side_connections, self._reader, self._conn]:
+        for conn in [*self._side_connections, self._reader]:
             if conn is not None:
                 await close(conn)
         self._side_connections.clear()
-        self._reader = self._conn = None
+        self._reader = None
         if self._owner is not None:
             self._owner.release()
             self._owner = None
@@ -507,13 +507,12 @@ class Store:
 
         Returns the number of requests removed.
         """
-        async def delete(conn: aiosqlite.Connection) -> int:
-            await conn.execute("DELETE FROM reports WHERE reporter_id = ?", (user_id,))
-            cursor = await conn.execute("DELETE FROM requests WHERE user_id = ?", (user_id,))
-            removed = cursor.rowcount
-            await conn.execute("DELETE FROM bans WHERE user_id = ?", (user_id,))
+        def delete(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM reports WHERE reporter_id = ?", (user_id,))
+            removed = conn.execute("DELETE FROM requests WHERE user_id = ?", (user_id,)).rowcount
+            conn.execute("DELETE FROM bans WHERE user_id = ?", (user_id,))
             # Merge the index's segments so its deleted entries are dropped, not merely masked.
-            await conn.execute("INSERT INTO requests_fts (requests_fts) VALUES ('optimize')")
+            conn.execute("INSERT INTO requests_fts (requests_fts) VALUES ('optimize')")
             return removed
 
         removed = await self._write().transaction(delete)
@@ -523,11 +522,10 @@ class Store:
 
     async def compact(self) -> bool:
         """VACUUM, then checkpoint the WAL and truncate it; False if another process kept the WAL busy."""
-        async def vacuum(conn: aiosqlite.Connection) -> bool:
-            await conn.execute("VACUUM")
-            async with conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
-                row = await cursor.fetchone()
-            return bool(row) and row[0] == 0
+        def vacuum(conn: sqlite3.Connection) -> bool:
+            conn.execute("VACUUM")
+            (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return busy == 0
 
         done = await self._write().outside_transaction(vacuum)
         if not done:

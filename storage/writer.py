@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import aiosqlite
-
-from storage.errors import DatabaseBusy, StorageError
+from storage.errors import DatabaseBusy, DatabaseUnavailable, StorageError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Work = Callable[[sqlite3.Connection], Any]
 
 
 @dataclass(frozen=True)
@@ -34,50 +36,70 @@ class _Write:
     sql: str = ""
     params: Sequence[Any] = ()
     work: Work | None = None
-    errors: list[BaseException] = field(default_factory=list)
 
 
 class Writer:
-    """Serialises every write of one process through one connection.
+    """Serialises every write of one process through one connection on one thread.
 
     Statements queued while a transaction runs are committed together in the next one (group
-    commit): one BEGIN IMMEDIATE/COMMIT pair and one thread hop per statement, however many
-    callers wait. A caller's await returns only after its statement is committed; a caller that is
-    cancelled does not cancel its write.
+    commit): one thread hop and one BEGIN IMMEDIATE/COMMIT per batch, however many callers wait.
+    A caller's await returns only after its statement is committed; a caller that is cancelled does
+    not cancel its write. The thread holds the sqlite3 connection; the event loop never touches it.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, *, max_batch: int = 256, busy_retries: int = 2) -> None:
-        self._conn = conn
+    def __init__(self, path: Path, *, busy_timeout_ms: int, max_batch: int = 256, busy_retries: int = 2) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
         self._busy_retries = busy_retries
+        self._thread_name = f"storage-writer-{secrets.token_hex(4)}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
+        self._conn: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._held: _Write | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+
+    async def open(self, prepare: Callable[[sqlite3.Connection], T]) -> T:
+        """Connect on the writer thread and run ``prepare(conn)`` there (version check, pragmas, migrations)."""
+        def connect_and_prepare() -> T:
+            try:
+                self._conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_ms / 1000)
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            except sqlite3.Error as exc:
+                raise DatabaseUnavailable(self._path, str(exc)) from exc
+            return prepare(self._conn)
+
+        return await self._in_thread(connect_and_prepare)
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
         self._task = asyncio.create_task(self._run(), name="storage-writer")
 
     async def close(self) -> None:
-        """Finish every write already queued, then stop the task."""
-        if self._task is None or self._closed:
-            return
+        """Finish every write already queued, close the connection and end the thread."""
+        if self._task is not None and not self._closed:
+            self._closed = True
+            self._queue.put_nowait(_Write("stop", asyncio.get_running_loop().create_future()))
+            await asyncio.shield(self._task)
         self._closed = True
-        stop = _Write("stop", asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(stop)
-        await asyncio.shield(self._task)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._in_thread(conn.close)
+        self._executor.shutdown(wait=False)
+        while any(t.name.startswith(self._thread_name) for t in threading.enumerate()):
+            await asyncio.sleep(0.001)  # the idle worker exits within moments; never join on the loop
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> WriteResult:
         """Run one statement in the next group transaction; returns after it is committed."""
         return await self._submit(_Write("statement", self._new_future(), sql=sql, params=params))
 
-    async def transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``work(conn)`` alone inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises)."""
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(conn)`` on the writer thread inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises)."""
         return await self._submit(_Write("transaction", self._new_future(), work=work))
 
-    async def outside_transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``work(conn)`` with no transaction open (VACUUM, checkpoints)."""
+    async def outside_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(conn)`` on the writer thread with no transaction open (VACUUM, checkpoints)."""
         return await self._submit(_Write("outside", self._new_future(), work=work))
 
     def _new_future(self) -> asyncio.Future[Any]:
@@ -86,8 +108,12 @@ class Writer:
         return asyncio.get_running_loop().create_future()
 
     async def _submit(self, write: _Write) -> Any:
+        # Queued means it will run: a caller cancelled now only stops waiting, the write still commits.
         self._queue.put_nowait(write)
-        return await asyncio.shield(write.future)
+        return await write.future
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def _next(self) -> _Write:
         if self._held is not None:
@@ -116,68 +142,81 @@ class Writer:
                 return
             batch = self._take_batch(write) if write.kind == "statement" else [write]
             try:
-                await self._run_batch(batch)
+                results = await self._in_thread(lambda: self._run_batch(batch))
             except asyncio.CancelledError:
-                _fail(batch, StorageError("the store closed before this write was committed"))
+                _settle_all(batch, StorageError("the store closed before this write was committed"))
                 raise
             except StorageError as exc:
-                _fail(batch, exc)
+                _settle_all(batch, exc)
+                continue
             except sqlite3.Error as exc:
                 log.warning("storage writer: transaction rolled back: %s", exc)
-                _fail(batch, StorageError(f"write failed: {exc}"))
+                _settle_all(batch, StorageError(f"write failed: {exc}"))
+                continue
             except Exception as exc:  # loop boundary: one bad batch must not stop every later write
                 log.exception("storage writer: a write transaction failed")
-                _fail(batch, StorageError(str(exc)))
+                _settle_all(batch, StorageError(str(exc)))
+                continue
+            for item, result in zip(batch, results):
+                _settle(item, result)
 
-    async def _run_batch(self, batch: list[_Write]) -> None:
+    # ---- on the writer thread ------------------------------------------------------------------
+
+    def _run_batch(self, batch: list[_Write]) -> list[Any]:
+        conn = self._conn
+        assert conn is not None
         first = batch[0]
         if first.kind == "outside":
             assert first.work is not None
-            _settle(first, await first.work(self._conn))
-            return
-        await self._begin()
+            return [first.work(conn)]
+        self._begin(conn)
         try:
             if first.kind == "transaction":
                 assert first.work is not None
-                results: list[Any] = [await first.work(self._conn)]
+                results = [first.work(conn)]
             else:
-                results = await self._statements(batch)
-            await self._conn.execute("COMMIT")
+                results = self._statements(conn, batch)
+            conn.execute("COMMIT")
         except BaseException:
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        for write, result in zip(batch, results):
-            _settle(write, result)
+        return results
 
-    async def _statements(self, batch: list[_Write]) -> list[Any]:
+    @staticmethod
+    def _statements(conn: sqlite3.Connection, batch: list[_Write]) -> list[Any]:
         results: list[Any] = []
         for write in batch:
             try:
-                cursor = await self._conn.execute(write.sql, write.params)
+                cursor = conn.execute(write.sql, write.params)
                 results.append(WriteResult(cursor.lastrowid, cursor.rowcount))
             except sqlite3.Error as exc:
                 # SQLite undid just this statement; the others in the transaction still commit.
                 results.append(StorageError(f"write failed: {exc}"))
-                if not self._conn.in_transaction:
+                if not conn.in_transaction:
                     raise
         return results
 
-    async def _begin(self) -> None:
+    def _begin(self, conn: sqlite3.Connection) -> None:
         for attempt in range(self._busy_retries + 1):
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for another process's lock
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 log.warning("database write lock still held by another process (attempt %d)", attempt + 1)
         raise DatabaseBusy(
-            "the database stayed locked by another process; is a long export or sqlite3 shell holding it?"
+            f"the database stayed locked by another process for {self._busy_retries + 1} x "
+            f"{self._busy_timeout_ms} ms; is a sqlite3 shell or another tool holding a write transaction?"
         )
 
 
 def _settle(write: _Write, result: Any) -> None:
+    if write.future.cancelled():
+        if isinstance(result, BaseException):
+            log.debug("write for a cancelled caller failed: %s", result)
+        return
     if write.future.done():
         return
     if isinstance(result, BaseException):
@@ -186,6 +225,6 @@ def _settle(write: _Write, result: Any) -> None:
         write.future.set_result(result)
 
 
-def _fail(batch: list[_Write], exc: BaseException) -> None:
+def _settle_all(batch: list[_Write], exc: BaseException) -> None:
     for write in batch:
         _settle(write, exc)
