@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ class ModelSource:
 
     name: str
     location: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    hub_cache: str | None = None  # set for hub ids: where downloads are kept
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -111,7 +111,7 @@ def resolve_source(config: EngineConfig, progress: Progress) -> ModelSource:
         return ModelSource(name=path.name, location=str(path))
     if _looks_like_path(name):
         raise ModelLoadError(f"MODEL_NAME={name}: no such directory")
-    return ModelSource(name=name, location=name, kwargs={"cache_dir": str(config.cache_dir)})
+    return ModelSource(name=name, location=name, hub_cache=str(config.cache_dir))
 
 
 def gguf_source(gguf: Path, name: str, cache_dir: Path, progress: Progress) -> ModelSource:
@@ -121,7 +121,12 @@ def gguf_source(gguf: Path, name: str, cache_dir: Path, progress: Progress) -> M
         progress(f"Using the converted model cached in {target}")
         return ModelSource(name=name, location=str(target))
     progress(f"Converting {gguf.name} to safetensors in {cache_dir} (first run only, about 20 s)")
-    convert_gguf(gguf, target)
+    try:
+        convert_gguf(gguf, target)
+    except OSError as exc:
+        raise ModelLoadError(f"could not convert {gguf.name} into MODEL_CACHE_DIR={cache_dir}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged GGUF fails in many ways inside transformers/gguf
+        raise ModelLoadError(f"could not convert {gguf}: {_first_line(exc)}") from exc
     return ModelSource(name=name, location=str(target))
 
 
@@ -136,27 +141,55 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    save_atomically(model, tokenizer, target)
+    log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - started)
+
+
+def save_atomically(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save into a temp folder beside ``target``, then rename: a crash never leaves a half cache."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        _make_readable(tmp)
         tmp.rename(target)
     except OSError:
         if not (target / "config.json").is_file():
             raise
-        log.info("another process converted %s first; using its copy", gguf.name)
+        log.info("another process saved %s first; using its copy", target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - started)
+
+
+def _make_readable(folder: Path) -> None:
+    # mkdtemp makes a 0700 folder; a cache built by root (e.g. at image build) must be readable by the service user.
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+
+
+def _from_pretrained(auto_class: Any, source: ModelSource, **kwargs: Any) -> Any:
+    if source.hub_cache is None:
+        return auto_class.from_pretrained(source.location, **kwargs)
+    kwargs["cache_dir"] = source.hub_cache
+    try:
+        # A model downloaded before loads without the network (an offline lookup retries for a minute).
+        return auto_class.from_pretrained(source.location, local_files_only=True, **kwargs)
+    except OSError:
+        log.info("%s is not in %s yet; downloading it from the Hugging Face hub", source.name, source.hub_cache)
+        return auto_class.from_pretrained(source.location, **kwargs)
 
 
 def _load_pretrained(source: ModelSource, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **source.kwargs)
+        tokenizer = _from_pretrained(AutoTokenizer, source)
+    except OSError as exc:
+        where = "on the Hugging Face hub or in the cache" if source.hub_cache else "in its directory"
+        raise ModelLoadError(f"could not find {source.name} {where}: {_first_line(exc)}") from exc
     except Exception as exc:  # noqa: BLE001 - many failure types; all mean "no usable tokenizer"
         raise ModelLoadError(f"could not load the tokenizer of {source.name}: {_first_line(exc)}") from exc
     try:
-        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **source.kwargs)
+        model = _from_pretrained(AutoModelForCausalLM, source, dtype=dtype)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise ModelLoadError(f"{source.name} is not a causal language model") from exc
