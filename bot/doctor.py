@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -332,7 +333,7 @@ def database_health_rows(path: Path) -> list[CheckResult]:
     """Rows from the store's own read-only inspection: schema version, integrity, size, backups."""
     from storage import inspect_database
 
-    health = inspect_database(path)
+    health = asyncio.run(inspect_database(path))
     rows = [schema_row(health.schema_version, health.supported_version, health.newer_than_supported)]
     size = f"{health.size_bytes / MIB:.1f} MiB (+{health.wal_bytes / MIB:.1f} MiB WAL)"
     if health.integrity_ok is False:

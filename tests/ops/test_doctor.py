@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,54 @@ def test_table_shows_a_fix_under_each_problem() -> None:
     assert lines[2].startswith("model") and "FAIL" in lines[2]
     assert lines[3].strip() == "fix: point MODEL_NAME at a directory"
     assert lines[-1] == "1 failed, 0 warning(s)."
+
+
+def make_database(path: Path, *, backup: bool = False) -> None:
+    """A real database created by the store (migrated to the current schema), optionally backed up."""
+    from storage import Store
+
+    async def create() -> None:
+        async with Store(path) as store:
+            if backup:
+                await store.backup(path.with_name(f"{path.stem}-backup-20250101-000000.db"))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(create())
+
+
+def test_existing_healthy_database_with_a_backup_passes(env_file, good_env) -> None:
+    make_database(Path(good_env["DATABASE_PATH"]), backup=True)
+    results = {r.check: r for r in run_checks(env_file, good_env)}
+    assert results["database schema"].status == "OK"
+    assert results["database integrity"].detail.startswith("quick_check ok")
+    assert results["database backups"].status == "OK" and "1 found" in results["database backups"].detail
+
+
+def test_database_from_a_newer_continuebot_fails(env_file, good_env) -> None:
+    path = Path(good_env["DATABASE_PATH"])
+    make_database(path)
+    with sqlite3.connect(path) as conn:  # as a later continuebot's migration would record itself
+        (version,) = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from the future', ?)",
+            (version + 1, "2099-01-01T00:00:00+00:00"),
+        )
+        conn.execute(f"PRAGMA user_version = {version + 1}")
+    conn.close()
+    failed = rows(run_checks(env_file, good_env), "FAIL")["database schema"]
+    assert "newer continuebot" in failed.detail and "upgrade" in failed.fix
+
+
+def test_database_without_backups_warns(env_file, good_env) -> None:
+    make_database(Path(good_env["DATABASE_PATH"]))
+    results = run_checks(env_file, good_env)
+    assert "continuebot logs backup" in rows(results, "WARN")["database backups"].fix
+    assert not rows(results, "FAIL")
+
+
+def test_corrupt_database_fails_the_integrity_check(env_file, good_env) -> None:
+    path = Path(good_env["DATABASE_PATH"])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database" * 100)
+    failed = rows(run_checks(env_file, good_env), "FAIL")
+    assert "database integrity" in failed and "restore" in failed["database integrity"].fix
