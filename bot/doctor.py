@@ -139,7 +139,8 @@ def check_settings(
             values = {k: v for k, v in values.items() if k != exc.setting}
     for exc in errors:
         results.append(
-            fail(f"setting {exc.setting}", exc.message, f"correct {exc.setting} in {env_file or 'the environment'}")
+            fail(f"setting {exc.setting}", exc.message,
+                 f"correct {exc.setting} in {env_file or 'the environment'}")
         )
     if errors:
         return results, None
@@ -167,7 +168,8 @@ def check_token_shape(token: str | None) -> CheckResult:
     try:
         check_token(token)
     except ConfigError as exc:
-        return fail("DISCORD_TOKEN", exc.message, "Developer Portal > your app > Bot > Reset Token, paste into .env")
+        return fail("DISCORD_TOKEN", exc.message,
+                    "Developer Portal > your app > Bot > Reset Token, paste into .env")
     return ok("DISCORD_TOKEN", "has the shape of a bot token (not checked with Discord)")
 
 
@@ -325,7 +327,8 @@ def check_database(settings: Settings) -> list[CheckResult]:
     if not path.exists():
         return [ok("database", f"{path} will be created at the first start")]
     if not os.access(path, os.R_OK | os.W_OK):
-        return [fail("database", f"{path} is not readable and writable by this user", f"chown the bot's user {path}")]
+        return [fail("database", f"{path} is not readable and writable by this user",
+                     f"chown the bot's user {path}")]
     return [ok("database", f"{path}"), *database_health_rows(path)]
 
 

@@ -32,7 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the invite URL; exit 2 when no client id can be found."""
     try:
-        client_id = parse_client_id(args.client_id) if args.client_id else client_id_from_token(settings.discord_token)
+        if args.client_id:
+            client_id = parse_client_id(args.client_id)
+        else:
+            client_id = client_id_from_token(settings.discord_token)
     except ConfigError as exc:
         print(f"continuebot: {exc}", file=sys.stderr)
         return 2
