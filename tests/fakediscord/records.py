@@ -207,6 +207,12 @@ class FakeInteraction:
         return self.callbacks[0].at - self.sent_at if self.callbacks else None
 
     @property
+    def time_to_first_text(self) -> float | None:
+        """Seconds from INTERACTION_CREATE to the first version of any response message with visible content."""
+        times = [v.at for m in self.messages for v in m.history if v.content or v.embeds]
+        return min(times) - self.sent_at if times else None
+
+    @property
     def original(self) -> Message | None:
         return self._messages.get(self.original_id) if self.original_id else None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import zlib
 from typing import Any, AsyncIterator
 
@@ -275,3 +276,43 @@ async def test_zlib_frames_each_end_with_a_sync_flush(fake: FakeDiscord) -> None
             closed = await ws.receive()
     assert hello["op"] == 10
     assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4004
+
+
+async def test_members_intent_gets_the_member_list_by_chunking(fake: FakeDiscord) -> None:
+    intents = discord.Intents.default()
+    intents.members = True
+    client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+    task = asyncio.create_task(client.start(fake.token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 10)
+        guild = client.get_guild(ids.GUILD_ID)
+        assert guild is not None and guild.chunked
+        assert {m.name for m in guild.members} == {"continuebot", "alice", "bob", "carol", "dave", "olivia"}
+        assert any(e.name == "REQUEST_GUILD_MEMBERS" for e in fake.gateway_events)
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_everything_stops_on_close() -> None:
+    async with FakeDiscord(heartbeat_interval=0.5) as fake:
+        with fake.patch_discord():
+            client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+            task = asyncio.create_task(client.start(fake.token))
+            await asyncio.wait_for(client.wait_until_ready(), 10)
+            await client.close()
+            await asyncio.wait_for(task, 10)
+        assert not fake.gateway.connected()
+    assert discord.http.Route.BASE == "https://discord.com/api/v10"
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    loop = asyncio.get_running_loop()
+
+    def heartbeat_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate()
+                if isinstance(t, discord.gateway.KeepAliveHandler) and t.ws.loop is loop]
+
+    for _ in range(100):
+        if not heartbeat_threads():
+            break
+        await asyncio.sleep(0.02)
+    assert heartbeat_threads() == []

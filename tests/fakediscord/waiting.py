@@ -22,8 +22,12 @@ class Notifier:
                 future.set_result(None)
         self._waiters.clear()
 
-    async def wait_for(self, probe: Callable[[], T], timeout: float, describe: Callable[[], str]) -> T:
-        """Returns probe()'s first truthy value; raises WaitTimeout (with describe()) after `timeout` s."""
+    async def wait_for(self, probe: Callable[[], T], timeout: float, describe: Callable[[], str],
+                       poll_interval: float = 0.02) -> T:
+        """Returns probe()'s first truthy value; raises WaitTimeout (with describe()) after `timeout` s.
+
+        Re-checked on every notify, and every `poll_interval` s for conditions on state outside the fake.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -36,7 +40,7 @@ class Notifier:
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.add(future)
             try:
-                await asyncio.wait_for(future, remaining)
+                await asyncio.wait_for(future, min(remaining, poll_interval))
             except asyncio.TimeoutError:
                 pass
             finally:

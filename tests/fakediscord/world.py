@@ -281,7 +281,8 @@ class World:
         payload.update(
             unavailable=False, large=False, member_count=len(guild.members), joined_at=iso_now(),
             channels=[self.channel_payload(c) for c in guild.channels.values()],
-            members=[self.member_payload(guild.id, uid) for uid in guild.members],
+            # as Discord without the presences intent: only the bot; clients chunk (op 8) for the rest
+            members=[self.member_payload(guild.id, self.bot.id)],
             threads=[], presences=[], voice_states=[], stage_instances=[], guild_scheduled_events=[],
             soundboard_sounds=[],
         )
