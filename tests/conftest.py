@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from tests.tiny_model import build_tiny_gpt2
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def smollm2_available() -> bool:
@@ -37,6 +39,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One MODEL_CACHE_DIR for the session, so the bundled GGUF is converted once, not per test."""
-    return tmp_path_factory.mktemp("model-cache")
+def smollm2_cache_dir() -> Path:
+    """MODEL_CACHE_DIR for tests of the bundled model: the app's default ``model-cache/`` in the repo.
+
+    Converting the GGUF takes 20-60 s on a small box; sharing the app's cache means it happens once
+    per checkout (or not at all after ``continuebot generate``). The conversion writes atomically, so
+    concurrent test processes are safe. ``CONTINUEBOT_TEST_MODEL_CACHE`` points it elsewhere.
+    """
+    return Path(os.environ.get("CONTINUEBOT_TEST_MODEL_CACHE") or REPO_ROOT / "model-cache")

@@ -113,9 +113,9 @@ def test_bundled_model_is_converted_once_then_loaded_from_the_cache(smollm2_cach
     assert backend.model_name == "SmolLM2-135M-Instruct"
     assert not any("Converting" in message for message in second)
     assert any("cached" in message for message in second)
-    [converted] = [p for p in smollm2_cache_dir.iterdir() if not p.name.startswith(".")]
+    [converted] = smollm2_cache_dir.glob("SmolLM2-135M-Instruct-*")
     assert (converted / "model.safetensors").is_file() and (converted / "tokenizer.json").is_file()
-    assert not [p for p in smollm2_cache_dir.iterdir() if p.name.startswith(".")], "temp folder left behind"
+    assert not list(smollm2_cache_dir.glob(".SmolLM2-135M-Instruct-*.tmp-*")), "temp folder left behind"
 
 
 @pytest.mark.parametrize(
