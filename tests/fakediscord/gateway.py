@@ -8,6 +8,7 @@ import logging
 import secrets
 import zlib
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
@@ -19,9 +20,9 @@ log = logging.getLogger(__name__)
 
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE, OP_VOICE = 0, 1, 2, 3, 4
 OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 6, 7, 8, 9, 10, 11
-OP_NAMES = {0: "DISPATCH", 1: "HEARTBEAT", 2: "IDENTIFY", 3: "PRESENCE_UPDATE", 4: "VOICE_STATE_UPDATE",
+OP_NAMES = MappingProxyType({0: "DISPATCH", 1: "HEARTBEAT", 2: "IDENTIFY", 3: "PRESENCE_UPDATE", 4: "VOICE_STATE_UPDATE",
             6: "RESUME", 7: "RECONNECT", 8: "REQUEST_GUILD_MEMBERS", 9: "INVALID_SESSION", 10: "HELLO",
-            11: "HEARTBEAT_ACK"}
+            11: "HEARTBEAT_ACK"})
 INTENT_GUILDS = 1 << 0
 CLOSE_AUTHENTICATION_FAILED = 4004
 CLOSE_UNKNOWN_OPCODE = 4001

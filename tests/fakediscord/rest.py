@@ -8,6 +8,7 @@ import logging
 import math
 import re
 import time
+from types import MappingProxyType
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -25,6 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CALL = web.RequestKey("call", Call)
 NO_AUTH_ROUTES = ("/interactions/", "/webhooks/", "/gateway")
 COMMAND_NAME = re.compile(r"^[-_\w]{1,32}$")
+# callback type -> the interaction types it may answer (2 command, 3 component, 4 autocomplete, 5 modal)
+CALLBACK_TYPES_FOR = MappingProxyType({4: (2, 3, 5), 5: (2, 3, 5), 6: (3, 5), 7: (3, 5), 8: (4,), 9: (2, 3)})
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -254,32 +257,38 @@ class RestApi:
 
     def _apply_callback(self, interaction: FakeInteraction, kind: Any, data: dict[str, Any],
                         files: list[UploadedFile]) -> None:
-        store = self.state.store
-        size_limit = self.state.knobs.attachment_size_limit
-        on_message = interaction.type in (3, 5) and interaction.source_message_id is not None
-        if kind in (4, 5) and interaction.type in (2, 3, 5):
-            message = store.create(interaction.channel_id, interaction.guild_id, data if kind == 4 else
-                                   {"flags": data.get("flags", 0)}, files if kind == 4 else [],
-                                   size_limit=size_limit, loading=kind == 5, extra=self._message_extra(interaction),
-                                   interaction_id=interaction.id)
-            interaction.original_id = message.id
-        elif kind == 6 and on_message:
-            interaction.original_id = interaction.source_message_id
-        elif kind == 7 and on_message:
-            source = store.get(interaction.source_message_id or 0)
-            if source is None:
-                raise unknown_message()
-            store.edit(source, data, files, size_limit=size_limit)
-            interaction.original_id = source.id
-        elif kind == 8 and interaction.type == 4:
-            interaction.autocomplete_choices = list(data.get("choices") or [])
-        elif kind == 9 and interaction.type in (2, 3):
-            validate_modal(data)
-            interaction.modal = data
-        else:
+        if interaction.type not in CALLBACK_TYPES_FOR.get(kind, ()) or (
+                kind in (6, 7) and interaction.source_message_id is None):
             raise invalid_form("type", "INTERACTION_RESPONSE_TYPE_INVALID",
                                f"Interaction response type {kind} is not valid for interaction type "
                                f"{interaction.type}")
+        if kind in (4, 5):
+            self._create_original(interaction, data, files, deferred=kind == 5)
+        elif kind == 6:
+            interaction.original_id = interaction.source_message_id
+        elif kind == 7:
+            self._update_source(interaction, data, files)
+        elif kind == 8:
+            interaction.autocomplete_choices = list(data.get("choices") or [])
+        else:
+            validate_modal(data)
+            interaction.modal = data
+
+    def _create_original(self, interaction: FakeInteraction, data: dict[str, Any], files: list[UploadedFile], *,
+                         deferred: bool) -> None:
+        body = {"flags": data.get("flags", 0)} if deferred else data
+        message = self.state.store.create(
+            interaction.channel_id, interaction.guild_id, body, [] if deferred else files,
+            size_limit=self.state.knobs.attachment_size_limit, loading=deferred,
+            extra=self._message_extra(interaction), interaction_id=interaction.id)
+        interaction.original_id = message.id
+
+    def _update_source(self, interaction: FakeInteraction, data: dict[str, Any], files: list[UploadedFile]) -> None:
+        source = self.state.store.get(interaction.source_message_id or 0)
+        if source is None:
+            raise unknown_message()
+        self.state.store.edit(source, data, files, size_limit=self.state.knobs.attachment_size_limit)
+        interaction.original_id = source.id
 
     def _callback_response(self, interaction: FakeInteraction, kind: int) -> dict[str, Any]:
         original = interaction.original

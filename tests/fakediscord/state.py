@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ApiError, UsageError, already_acknowledged, unknown_interaction
@@ -13,14 +14,14 @@ from .records import Attachment, Call, FakeInteraction
 from .waiting import Notifier
 from .world import World
 
-ERRORS_BY_CODE = {
+ERRORS_BY_CODE = MappingProxyType({
     10062: lambda: unknown_interaction(),
     40060: lambda: already_acknowledged(),
     10015: lambda: ApiError(404, 10015, "Unknown Webhook"),
     50027: lambda: ApiError(401, 50027, "Invalid Webhook Token"),
     50013: lambda: ApiError(403, 50013, "Missing Permissions"),
     500: lambda: ApiError(500, 0, "500: Internal Server Error"),
-}
+})
 
 
 def error_for_code(code: int) -> ApiError:
