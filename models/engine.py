@@ -66,6 +66,7 @@ class _Job:
     tokens: list[int] = field(default_factory=list)
     rows_left: int = 0
     retried: bool = False
+    announced: bool = False  # Started was sent (not again on a retry)
     last_queued: Queued | None = None
 
     def __post_init__(self) -> None:
@@ -336,7 +337,9 @@ class Engine:
             return
         self._publish_positions()
         specs: list[RowSpec] = []
+        taken = self._clock()
         for job in batch:
+            job.started = taken if job.started is None else job.started  # queue time ends here
             job.row_ids = tuple(self._new_row(job, v) for v in range(job.params.variants))
             job.rows_left = len(job.row_ids)
             specs += [RowSpec(r, job.request.prompt, job.params, v) for v, r in enumerate(job.row_ids)]
@@ -382,8 +385,8 @@ class Engine:
                 continue
             job.prompt_tokens = row_starts[0].prompt_tokens
             job.truncated = any(s.truncated for s in row_starts)
-            if job.started is None:
-                job.started = self._clock()
+            if not job.announced:
+                job.announced = True
                 job.handle._emit(Started(job.handle.seed, job.prompt_tokens, job.truncated))
 
     async def _step(self) -> None:

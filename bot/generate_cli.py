@@ -1,0 +1,264 @@
+"""``continuebot generate``: continue a text in the terminal, through the same engine and request log as the bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from bot.config import Settings
+from bot.logging_setup import setup_logging
+from models.engine import Engine
+from models.errors import EngineError, InvalidRequest, ModelLoadError
+from models.params import validate_request
+from models.types import (
+    Cancelled,
+    Delta,
+    Done,
+    Event,
+    Failed,
+    GenerationParams,
+    GenerationRequest,
+    GenerationResult,
+    Queued,
+    Started,
+)
+from storage import DatabaseUnavailable, SchemaTooNew, StorageError, Store
+from storage.types import NewRequest
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+USER_KEY = "cli"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` subcommand."""
+    parser = subparsers.add_parser(
+        "generate",
+        help="continue a text in the terminal, through the same engine and log",
+        description=(
+            "Continue PROMPT with the configured model and stream the text to stdout. The request is "
+            "logged like the bot's (source cli). Exit codes: 0 done; 1 generation failed; "
+            "2 bad parameter or setting (model, database); 130 interrupted."
+        ),
+    )
+    parser.add_argument("prompt", help="the text to continue ('-' reads it from stdin)")
+    parser.add_argument("--max-new-tokens", type=int, metavar="N", help="default: DEFAULT_MAX_NEW_TOKENS")
+    parser.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default 0.8)")
+    parser.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling mass (default 0.95)")
+    parser.add_argument("--top-k", type=int, metavar="K", help="keep the K likeliest tokens, 0 = all (default 50)")
+    parser.add_argument("--repetition-penalty", type=float, metavar="R", help="1.0 = none (default)")
+    parser.add_argument("--seed", type=int, metavar="N", help="replay a result; drawn and shown when omitted")
+    parser.add_argument("--variants", type=int, default=1, metavar="N", help="how many continuations (default 1)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    parser.set_defaults(run=run)
+
+
+def params_from(args: argparse.Namespace, settings: Settings) -> GenerationParams:
+    """The request's parameters: the flags given, settings' and the engine's defaults for the rest."""
+    defaults = GenerationParams(max_new_tokens=settings.default_max_new_tokens)
+    given = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "repetition_penalty": args.repetition_penalty,
+        "seed": args.seed,
+        "variants": args.variants,
+    }
+    return dataclasses.replace(defaults, **{k: v for k, v in given.items() if v is not None})
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Generate once; returns the exit code."""
+    setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, settings.log_file)
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    params = params_from(args, settings)
+    config = settings.engine_config()
+    try:
+        validate_request(GenerationRequest(prompt, params), config.limits)
+    except InvalidRequest as exc:
+        return _error(f"{exc}", EXIT_BAD_INPUT)
+    out = Terminal(quiet=args.quiet, as_json=args.json)
+    if args.quiet:
+        _silence_progress_bars()
+    return asyncio.run(generate(prompt, params, settings, out))
+
+
+def _silence_progress_bars() -> None:
+    # transformers and the hub draw tqdm bars on stderr while loading; --quiet means none.
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
+def _error(message: str, code: int) -> int:
+    print(f"continuebot: {message}", file=sys.stderr)
+    return code
+
+
+@dataclass
+class Terminal:
+    """Where the command writes: text on stdout, progress and the summary on stderr."""
+
+    quiet: bool = False
+    as_json: bool = False
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def progress(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.stderr, flush=True)
+
+    def stream(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+
+async def generate(prompt: str, params: GenerationParams, settings: Settings, out: Terminal) -> int:
+    """Open the log, load the engine, run one request; every expected failure is one line on stderr."""
+    try:
+        async with Store(settings.database_path, retention_days=settings.log_retention_days) as store:
+            began = time.monotonic()
+            async with Engine(settings.engine_config(), progress=out.progress) as engine:
+                load_s = time.monotonic() - began
+                return await _run_request(engine, store, prompt, params, out, load_s)
+    except (DatabaseUnavailable, SchemaTooNew) as exc:
+        return _error(f"{exc}", EXIT_BAD_INPUT)
+    except ModelLoadError as exc:
+        return _error(f"cannot load the model: {exc}", EXIT_BAD_INPUT)
+    except InvalidRequest as exc:
+        return _error(f"{exc}", EXIT_BAD_INPUT)
+    except (StorageError, EngineError) as exc:
+        return _error(f"{exc}", EXIT_FAILED)
+
+
+async def _run_request(
+    engine: Engine, store: Store, prompt: str, params: GenerationParams, out: Terminal, load_s: float
+) -> int:
+    handle = engine.submit(GenerationRequest(prompt, params, user_key=USER_KEY))
+    logged = dataclasses.asdict(dataclasses.replace(params, seed=handle.seed))
+    model = engine.status().model_name
+    row_id = await store.record_request(
+        NewRequest(source="cli", prompt=prompt, params=logged, model_name=model, user_name=os.environ.get("USER"))
+    )
+    stream = not out.as_json and params.variants == 1
+    began = time.monotonic()
+    with _interrupt_cancels(handle.cancel):
+        final = await _follow(handle, store, row_id, out, stream)
+    total_s = time.monotonic() - began
+    if isinstance(final, Done):
+        await _log_done(store, row_id, final.result)
+        _report_done(out, prompt, logged, model, row_id, final.result, load_s, total_s, stream)
+        return EXIT_OK
+    if isinstance(final, Cancelled):
+        await store.mark_cancelled(row_id, "interrupted in the terminal (Ctrl-C)")
+        if stream:
+            out.stream("\n")
+        out.progress(f"cancelled; logged as request #{row_id}")
+        return EXIT_INTERRUPTED
+    assert isinstance(final, Failed)
+    if final.code == "timeout":
+        await store.mark_expired(row_id, final.reason)
+    else:
+        await store.mark_failed(row_id, final.reason)
+    if stream:
+        out.stream("\n")
+    return _error(f"generation failed: {final.reason} (request #{row_id})", EXIT_FAILED)
+
+
+async def _follow(handle: Any, store: Store, row_id: int, out: Terminal, stream: bool) -> Event:
+    """Consume the events; returns the final one."""
+    final: Event = Failed("the engine ended without a result")
+    async for event in handle:
+        final = event
+        if isinstance(event, Queued) and event.position > 1:
+            out.progress(f"queued at position {event.position}")
+        elif isinstance(event, Started):
+            await store.mark_running(row_id, seed=event.seed, prompt_tokens=event.prompt_tokens)
+            if event.prompt_truncated:
+                out.progress("the prompt was longer than the model's context; its beginning was cut")
+        elif isinstance(event, Delta) and stream:
+            out.stream(event.text)
+    return final
+
+
+class _interrupt_cancels:
+    """Within the block, Ctrl-C cancels the request (it is then logged as cancelled) instead of killing us."""
+
+    def __init__(self, cancel: Callable[[], None]) -> None:
+        self._cancel = cancel
+        self._installed = False
+
+    def __enter__(self) -> None:
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._cancel)
+            self._installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or a platform without signal handlers
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+
+async def _log_done(store: Store, row_id: int, result: GenerationResult) -> None:
+    await store.mark_done(
+        row_id,
+        outputs=result.texts,
+        seed=result.seed,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        queue_s=result.queue_s,
+        generation_s=result.generation_s,
+    )
+
+
+def _report_done(
+    out: Terminal, prompt: str, params: dict[str, Any], model: str, row_id: int,
+    result: GenerationResult, load_s: float, total_s: float, streamed: bool,
+) -> None:
+    tokens = sum(result.completion_tokens)
+    rate = tokens / result.generation_s if result.generation_s > 0 else 0.0
+    if out.as_json:
+        print(json.dumps({
+            "prompt": prompt,
+            "params": params,
+            "seed": result.seed,
+            "texts": list(result.texts),
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": list(result.completion_tokens),
+            "prompt_truncated": result.prompt_truncated,
+            "model": model,
+            "request_id": row_id,
+            "timings": {
+                "load_s": round(load_s, 3),
+                "queue_s": round(result.queue_s, 3),
+                "generation_s": round(result.generation_s, 3),
+                "total_s": round(total_s, 3),
+                "tokens_per_s": round(rate, 2),
+            },
+        }, ensure_ascii=False), file=out.stdout, flush=True)
+        return
+    if streamed:
+        out.stream("\n")
+    else:
+        for i, text in enumerate(result.texts, start=1):
+            out.stream(f"--- variant {i} of {len(result.texts)} ---\n{text}\n")
+    out.progress(
+        f"seed {result.seed} · {tokens} tokens in {result.generation_s:.1f} s ({rate:.1f} tok/s) · "
+        f"logged as request #{row_id}"
+    )
