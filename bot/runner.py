@@ -24,6 +24,7 @@ from bot.metrics import Metrics
 from bot.services import Services
 from models.engine import Engine
 from models.errors import ModelLoadError
+from models.loader import load_backend
 from storage import Store
 from storage.errors import StorageError
 
@@ -84,13 +85,17 @@ async def serve(
     handle_signals: bool = False,
     job_options: JobOptions | None = None,
     on_bot: Callable[[ContinueBot], Any] | None = None,
+    backend_factory: Callable[..., Any] = load_backend,
 ) -> int:
-    """Run until ``stop`` is set (or a signal); returns the process exit code."""
+    """Run until ``stop`` is set (or a signal); returns the process exit code.
+
+    ``on_bot`` sees the client once it exists; ``backend_factory`` lets tests wrap the model.
+    """
     stop = stop or asyncio.Event()
     remove_signals = _install_signals(stop) if handle_signals else (lambda: None)
     try:
         with discord_endpoints(settings):
-            return await _serve(settings, token, stop, job_options or JobOptions(), on_bot)
+            return await _serve(settings, token, stop, job_options or JobOptions(), on_bot, backend_factory)
     except ModelLoadError as exc:
         print(f"continuebot: the model could not be loaded: {exc}", file=sys.stderr)
         return 1
@@ -102,12 +107,18 @@ async def serve(
 
 
 async def _serve(
-    settings: Settings, token: str, stop: asyncio.Event, job_options: JobOptions, on_bot: Callable[[ContinueBot], Any] | None
+    settings: Settings,
+    token: str,
+    stop: asyncio.Event,
+    job_options: JobOptions,
+    on_bot: Callable[[ContinueBot], Any] | None,
+    backend_factory: Callable[..., Any],
 ) -> int:
     metrics = Metrics() if settings.metrics_port else None
     async with Store(settings.database_path, retention_days=settings.log_retention_days) as store:
         log.info("loading the model (first start converts it; later starts take seconds)")
-        async with Engine(settings.engine_config(), progress=lambda m: log.info("model: %s", m)) as engine:
+        progress = lambda message: log.info("model: %s", message)  # noqa: E731
+        async with Engine(settings.engine_config(), backend_factory=backend_factory, progress=progress) as engine:
             jobs = JobManager(
                 store=store,
                 engine=engine,
