@@ -7,7 +7,6 @@ from transformers import (
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
-    TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
@@ -24,37 +23,37 @@ def row_seed(seed: int, variant: int) -> int:
 
 
 class RowSampler:
-    """Chooses the next token for one row, exactly as ``generate`` would for that row alone.
+    """Chooses the next token for one row; greedy rows choose exactly as ``generate`` would.
 
     Sampling runs on CPU in float32 with the row's own ``torch.Generator``, so the same
-    (seed, variant) gives the same draws whatever else shares the batch.
+    (seed, variant) gives the same draws whatever else shares the batch. With top_k set,
+    the warpers run on the k best candidates only (the same distribution as masking the
+    whole vocabulary, about 10x cheaper on a 49k vocabulary).
     """
 
     def __init__(self, params: GenerationParams, seed: int, variant: int) -> None:
         self.greedy = params.temperature == 0
-        self._processors = self._build(params)
+        self._top_k = params.top_k
+        self._penalty = LogitsProcessorList()
+        if params.repetition_penalty != 1.0:
+            self._penalty.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+        self._warpers = LogitsProcessorList()
+        if params.temperature not in (0.0, 1.0):
+            self._warpers.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_p < 1.0:
+            self._warpers.append(TopPLogitsWarper(top_p=params.top_p))
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(row_seed(seed, variant))
 
-    def _build(self, params: GenerationParams) -> LogitsProcessorList:
-        # Same order as GenerationMixin: processors first, then the sampling warpers.
-        steps = LogitsProcessorList()
-        if params.repetition_penalty != 1.0:
-            steps.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-        if self.greedy:
-            return steps
-        if params.temperature != 1.0:
-            steps.append(TemperatureLogitsWarper(params.temperature))
-        if params.top_k > 0:
-            steps.append(TopKLogitsWarper(top_k=params.top_k))
-        if params.top_p < 1.0:
-            steps.append(TopPLogitsWarper(top_p=params.top_p))
-        return steps
-
     def choose(self, scores: torch.Tensor, seen_ids: torch.Tensor) -> int:
         """Next token from float32 CPU ``scores`` [1, vocab], given the row's ids so far [1, n]."""
-        scores = self._processors(seen_ids, scores)
+        # Same order as GenerationMixin: processors (repetition penalty), then warpers.
+        scores = self._penalty(seen_ids, scores)
         if self.greedy:
             return int(scores.argmax(dim=-1))
-        probs = torch.softmax(scores, dim=-1)
-        return int(torch.multinomial(probs, num_samples=1, generator=self._generator))
+        candidates = None
+        if 0 < self._top_k < scores.shape[-1]:
+            scores, candidates = scores.topk(self._top_k, dim=-1)
+        probs = torch.softmax(self._warpers(seen_ids, scores), dim=-1)
+        pick = torch.multinomial(probs, num_samples=1, generator=self._generator)
+        return int(pick) if candidates is None else int(candidates[0, int(pick)])
