@@ -8,7 +8,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM, T5Config, T5ForConditionalGeneration
 
 from models.errors import InvalidRequest, ModelLoadError
 from models.loader import load_backend, resolve_device, resolve_dtype, save_atomically
@@ -62,6 +62,15 @@ def test_a_seq2seq_model_is_not_a_causal_lm(tiny_model_dir: Path, tmp_path: Path
                                         num_heads=2)).save_pretrained(t5_dir)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(t5_dir)
     assert load_error(config(str(t5_dir), tmp_path)) == "t5 is not a causal language model"
+
+
+def test_a_sliding_window_model_is_refused_clearly(tiny_model_dir: Path, tmp_path: Path) -> None:
+    mistral_dir = tmp_path / "mistral"
+    MistralForCausalLM(MistralConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=1,
+                                     sliding_window=16)).save_pretrained(mistral_dir)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(mistral_dir)
+    assert "sliding-window" in load_error(config(str(mistral_dir), tmp_path))
 
 
 def test_unknown_hub_id_while_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
