@@ -132,7 +132,10 @@ class Backend:
         return len(self._rows) + len(self._finished_early)
 
     def add(self, rows: Sequence[RowSpec]) -> list[RowStart]:
-        """Tokenize and prefill ``rows``; accepted rows join the running batch."""
+        """Tokenize and prefill ``rows``; accepted rows join the running batch.
+
+        If this raises, the rows already running are untouched (the newcomers are not added).
+        """
         starts: list[RowStart] = []
         accepted: list[tuple[RowSpec, list[int]]] = []
         for spec in rows:
@@ -146,7 +149,10 @@ class Backend:
         return starts
 
     def step(self) -> list[RowUpdate]:
-        """One decode step for every row; returns an update per row, finished rows leave."""
+        """One decode step for every row; returns an update per row, finished rows leave.
+
+        If this raises, the batch is in an unknown state: call ``reset()``.
+        """
         reports = self._finished_early
         self._finished_early = []
         if self._rows:
@@ -234,10 +240,16 @@ class Backend:
             self._rows, self._cache, self._mask = rows, cache, mask
             return
         width = max(self._mask.shape[1], mask.shape[1])
-        for mine, theirs in zip(self._cache.layers, cache.layers):
-            mine.keys = torch.cat([_left_pad(mine.keys, width, -2), _left_pad(theirs.keys, width, -2)])
-            mine.values = torch.cat([_left_pad(mine.values, width, -2), _left_pad(theirs.values, width, -2)])
-        self._mask = torch.cat([_left_pad(self._mask, width, -1), _left_pad(mask, width, -1)])
+        # Build everything first: if memory runs out half-way, the running batch is still intact.
+        merged = [
+            (torch.cat([_left_pad(mine.keys, width, -2), _left_pad(theirs.keys, width, -2)]),
+             torch.cat([_left_pad(mine.values, width, -2), _left_pad(theirs.values, width, -2)]))
+            for mine, theirs in zip(self._cache.layers, cache.layers)
+        ]
+        merged_mask = torch.cat([_left_pad(self._mask, width, -1), _left_pad(mask, width, -1)])
+        for layer, (keys, values) in zip(self._cache.layers, merged):
+            layer.keys, layer.values = keys, values
+        self._mask = merged_mask
         self._rows = self._rows + rows
 
     # ----- decoding ---------------------------------------------------------------
@@ -246,9 +258,11 @@ class Backend:
         assert self._cache is not None and self._mask is not None
         tokens = torch.tensor([[row.last_token] for row in self._rows], device=self._device)
         positions = self._mask.sum(-1, keepdim=True)
-        self._mask = F.pad(self._mask, (0, 1), value=1)
-        out = self.model(input_ids=tokens, attention_mask=self._mask, position_ids=positions,
+        mask = F.pad(self._mask, (0, 1), value=1)
+        # The forward grows the cache in place: after an exception here the engine must reset().
+        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
                          use_cache=True, **{self._cache_arg: self._cache})
+        self._mask = mask
         scores = out.logits[:, -1].to(dtype=torch.float32, device="cpu")
         for i, row in enumerate(self._rows):
             self._advance(row, scores[i : i + 1])

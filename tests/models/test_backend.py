@@ -129,6 +129,26 @@ def test_remove_stops_a_row_and_leaves_batch_mates_untouched(backend: Backend) -
     assert backend.active() == 0
 
 
+def test_a_failing_prefill_leaves_the_running_rows_untouched(backend: Backend,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    undisturbed = run(backend, specs(SAMPLED, PROMPTS[:2]))
+    assert backend.add(specs(SAMPLED, PROMPTS[:2]))
+    backend.step()
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backend.model, "forward", out_of_memory)
+        with pytest.raises(RuntimeError):
+            backend.add([RowSpec(9, "Café", SAMPLED, 0)])
+    assert backend.active() == 2
+    rest = run(backend, [])
+    for row_id in (0, 1):
+        texts = [undisturbed[row_id].texts[0]] + rest[row_id].texts
+        assert "".join(texts) == undisturbed[row_id].text
+
+
 def test_prompt_over_context_keeps_its_end_when_truncating(backend: Backend) -> None:
     long_prompt = " ".join(PROMPTS) * 10
     params = replace(GREEDY, max_new_tokens=8)
