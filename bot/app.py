@@ -34,7 +34,7 @@ async def answer_error(interaction: discord.Interaction, error: BaseException) -
         log.warning("interaction %s expired before I could answer it (Unknown interaction)", interaction.id)
         return
     if isinstance(original, app_commands.CheckFailure):
-        await send_ephemeral(interaction, "You can't use this command here.")
+        await send_ephemeral(interaction, str(original) or "You can't use this command here.")
         return
     log.error("error while handling interaction %s", interaction.id, exc_info=original)
     await send_ephemeral(interaction, OOPS)
@@ -55,6 +55,8 @@ class ContinueBot(discord.Client):
             intents=discord.Intents(guilds=True),
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=None,
+            # Without the members intent nothing waits on the guild stream; don't hold READY long.
+            guild_ready_timeout=options.pop("guild_ready_timeout", 1.0),
             **options,
         )
         self.services = services

@@ -13,6 +13,7 @@ from bot import mod_views
 from bot.access import check_moderator
 from bot.delivery import send_ephemeral
 from bot.durations import parse_duration
+from bot.errors import AccessDenied
 from bot.pager import Pager
 from bot.services import Services
 from storage.types import RequestFilter
@@ -34,7 +35,10 @@ class ModGroup(app_commands.Group):
         self.store = services.store
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        check_moderator(self.services.rules, interaction)  # raises AccessDenied -> tree error handler
+        try:
+            check_moderator(self.services.rules, interaction)
+        except AccessDenied as exc:  # only AppCommandErrors reach the tree's error handler
+            raise app_commands.CheckFailure(exc.reason) from None
         return True
 
     async def _audit(self, interaction: discord.Interaction, action: str, target: str | None = None, **detail) -> None:

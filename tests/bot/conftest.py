@@ -105,6 +105,7 @@ async def running_bot(
         if task.done():
             raise AssertionError(f"the bot exited early with {task.result()}")
         await fake.wait_until_connected(30)
+        await fake.wait_for(lambda: holder[0].is_ready(), 30, "the bot to be ready")
         scope = ids.GUILD_ID if settings.discord_guild_ids else None
         await fake.wait_for(lambda: fake.commands.get(scope), 30, "commands to be synced")
         yield Harness(fake, holder[0], settings, stop, task)
