@@ -49,6 +49,7 @@ from bot.config import Settings, load_settings  # noqa: E402
 from bot.jobs import JobOptions  # noqa: E402
 from bot.runner import serve  # noqa: E402
 from models.backend import Backend  # noqa: E402
+from models.errors import ModelLoadError  # noqa: E402
 from models.loader import load_backend  # noqa: E402
 from models.types import GenerationParams, GenerationRequest  # noqa: E402
 from tests.fakediscord import FakeDiscord, FakeInteraction, ids  # noqa: E402
@@ -83,8 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one scenario")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.max_tokens < 1 or args.interval < 0:
-        parser.error("--requests and --max-tokens must be at least 1, --interval not negative")
+    if args.requests < 1 or not 1 <= args.max_tokens <= 4096 or args.interval < 0:
+        parser.error("--requests must be at least 1, --max-tokens from 1 to 4096, --interval not negative")
     return args
 
 
@@ -329,20 +330,14 @@ def render_report(report: dict[str, Any]) -> str:
 # -- main -----------------------------------------------------------------------------------------
 
 
-async def run_baselines(
+async def run_scenarios(
     backend: Backend, scenarios: list[str], params: GenerationParams, args: argparse.Namespace, progress
 ) -> list[RunResult]:
-    results = []
-    for scenario in scenarios:
-        progress(f"{scenario}: baseline (one generate per request) ...")
-        reqs = requests_for(args.requests, params)
-        results.append(await run_baseline(backend, scenario, reqs, arrivals(scenario, args.requests, args.interval)))
-    return results
+    """Start the bot once; per scenario run the baseline, then the same requests through Discord.
 
-
-async def run_through_discord(
-    backend: Backend, scenarios: list[str], params: GenerationParams, args: argparse.Namespace, progress
-) -> list[RunResult]:
+    Interleaving keeps both sides of a ratio close in time (on a shared box the load drifts). The
+    baseline uses the model while the bot is idle, so the two never run at once.
+    """
     results = []
     options = JobOptions(edit_interval_s=args.edit_interval)
     with tempfile.TemporaryDirectory(prefix="continuebot-e2e-") as tmp:
@@ -354,8 +349,12 @@ async def run_through_discord(
                 clock = SubmitClock(bot.services.engine)
                 await warm_up(fake)
                 for scenario in scenarios:
-                    progress(f"{scenario}: bot through the fake Discord ...")
                     times = arrivals(scenario, args.requests, args.interval)
+                    if not args.skip_baseline:
+                        progress(f"{scenario}: baseline (one generate per request) ...")
+                        reqs = requests_for(args.requests, params)
+                        results.append(await run_baseline(backend, scenario, reqs, times))
+                    progress(f"{scenario}: the bot through the fake Discord ...")
                     results.append(await run_bot(fake, bot, clock, scenario, users, times, params, args.timeout))
     return results
 
@@ -369,8 +368,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     generate_once(backend, GenerationRequest("Hello", GenerationParams(max_new_tokens=2, seed=0)))
     params = GenerationParams(max_new_tokens=args.max_tokens, temperature=0.0)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    results = [] if args.skip_baseline else await run_baselines(backend, scenarios, params, args, progress)
-    results += await run_through_discord(backend, scenarios, params, args, progress)
+    results = await run_scenarios(backend, scenarios, params, args, progress)
     rows = [result_row(r) for r in results]
     ratio_rows = ratios(rows)
     return {
@@ -387,7 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = asyncio.run(main_async(args))
+    try:
+        report = asyncio.run(main_async(args))
+    except ModelLoadError as exc:
+        print(f"e2e: the model could not be loaded: {exc}", file=sys.stderr)
+        return 1
     emit(report, args.json, render_report(report), out=sys.stdout)  # sys.stdout as it is now
     return 0
 
