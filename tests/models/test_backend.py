@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.backend import Backend, RowSpec, RowStart
 from models.detokenize import IncrementalDecoder
@@ -60,8 +61,6 @@ def run(backend: Backend, first: list[RowSpec], joins: dict[int, list[RowSpec]] 
 
 def reference(backend: Backend, prompt_ids: list[int], max_new_tokens: int) -> tuple[str, int]:
     """Plain unbatched greedy ``model.generate``: (text up to EOS, tokens including EOS)."""
-    import torch
-
     output = backend.model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids),
                                     dtype=torch.long), do_sample=False, max_new_tokens=max_new_tokens)
     new = output[0, len(prompt_ids):].tolist()
