@@ -124,7 +124,10 @@ def _forget_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _backup_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dest", type=Path, help="the backup file to write")
+    parser.add_argument(
+        "dest", type=Path, nargs="?",
+        help="the backup file to write (default: <database>-backup-YYYYmmdd-HHMMSS.db next to the database)",
+    )
     parser.add_argument("--force", action="store_true", help="replace the file if it exists")
 
 
@@ -274,7 +277,14 @@ async def do_forget(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def default_backup_path(database: Path, now: datetime) -> Path:
+    """``continuebot-backup-20261130-031500.db`` beside the database (where doctor looks for backups)."""
+    return database.with_name(f"{database.stem}-backup-{now:%Y%m%d-%H%M%S}{database.suffix or '.db'}")
+
+
 async def do_backup(args: argparse.Namespace, settings: Settings) -> int:
+    if args.dest is None:
+        args.dest = default_backup_path(settings.database_path, datetime.now())
     if args.dest.exists() and not args.force:
         raise BadInput(f"{args.dest} exists; pass --force to replace it")
     if not args.dest.parent.is_dir():

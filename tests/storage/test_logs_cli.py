@@ -95,3 +95,17 @@ def test_export_forget_with_confirmation_and_backup(
             return [a.action for a in await store.audit_log()]
 
     assert asyncio.run(audited()) == ["forget", "export"]
+
+
+def test_backup_without_a_path_lands_beside_the_database_where_doctor_finds_it(settings: Settings) -> None:
+    from bot.doctor import find_backups
+
+    assert logs(settings, "backup") == 0
+    (backup,) = find_backups(settings.database_path)
+    assert backup.parent == settings.database_path.parent and "-backup-" in backup.name
+
+    async def count() -> int:
+        async with Store(backup, read_only=True) as store:
+            return len(await store.recent())
+
+    assert asyncio.run(count()) == 3
