@@ -117,3 +117,32 @@ async def test_forget_me_deletes_after_confirmation(harness):
     assert await harness.store.get(rows[0].id) is None and await harness.store.get(rows[2].id) is None
     assert await harness.store.get(rows[1].id) is not None, "other members' requests stay"
     assert confirm.callback_type == 7
+
+
+async def test_recent_pages_with_buttons(harness):
+    from storage.types import NewRequest
+
+    ids_written = []
+    for i in range(13):
+        new = NewRequest(source="discord", prompt=f"page row {i}", params={}, model_name="tiny",
+                         user_id=ids.MEMBER_ID, guild_id=ids.GUILD_ID, channel_id=ids.CHANNEL_ID)
+        ids_written.append(await harness.store.record_request(new))
+    inter = await harness.fake.slash("mod", {}, subcommand="recent", user=ids.MODERATOR_ID)
+    page = await followup(inter)
+    first = page.embeds[0]["description"]
+    assert f"#{ids_written[-1]}`" in first and f"#{ids_written[0]}`" not in first
+    assert page.find_component(label="Previous").get("disabled")
+    forward = await harness.fake.click(page, label="Next", user=ids.MODERATOR_ID)
+    await forward.wait_acked()
+    second = harness.fake.messages[page.id].embeds[0]["description"]
+    assert f"#{ids_written[0]}`" in second and f"#{ids_written[-1]}`" not in second
+    assert harness.fake.messages[page.id].find_component(label="Next").get("disabled")
+    back = await harness.fake.click(page, label="Previous", user=ids.MODERATOR_ID)
+    await back.wait_acked()
+    assert harness.fake.messages[page.id].embeds[0]["description"] == first
+
+
+async def test_mod_is_a_server_only_command(harness):
+    (mod,) = [c for c in harness.fake.commands[ids.GUILD_ID] if c["name"] == "mod"]
+    assert mod.get("contexts") in (None, [0]) and mod.get("dm_permission") in (None, False)
+    assert int(mod["default_member_permissions"]) == 1 << 13  # Manage Messages: a hint, checked again at use
