@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -11,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -19,6 +20,7 @@ from bot.config import Settings
 from bot.logging_setup import setup_logging
 from models.engine import Engine
 from models.errors import EngineError, InvalidRequest, ModelLoadError
+from models.handle import RequestHandle
 from models.params import validate_request
 from models.types import (
     Cancelled,
@@ -180,7 +182,7 @@ async def _run_request(
     return _error(f"generation failed: {final.reason} (request #{row_id})", EXIT_FAILED)
 
 
-async def _follow(handle: Any, store: Store, row_id: int, out: Terminal, stream: bool) -> Event:
+async def _follow(handle: RequestHandle, store: Store, row_id: int, out: Terminal, stream: bool) -> Event:
     """Consume the events; returns the final one."""
     final: Event = Failed("the engine ended without a result")
     async for event in handle:
@@ -196,23 +198,19 @@ async def _follow(handle: Any, store: Store, row_id: int, out: Terminal, stream:
     return final
 
 
-class _interrupt_cancels:
-    """Within the block, Ctrl-C cancels the request (it is then logged as cancelled) instead of killing us."""
-
-    def __init__(self, cancel: Callable[[], None]) -> None:
-        self._cancel = cancel
-        self._installed = False
-
-    def __enter__(self) -> None:
-        try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._cancel)
-            self._installed = True
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread, or a platform without signal handlers
-
-    def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+@contextlib.contextmanager
+def _interrupt_cancels(cancel: Callable[[], None]) -> Iterator[None]:
+    """Within the block, Ctrl-C cancels the request (then logged as cancelled) instead of killing us."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, cancel)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield  # not the main thread, or a platform without signal handlers
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _log_done(store: Store, row_id: int, result: GenerationResult) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,27 @@ def test_bundled_smollm2_end_to_end_json(tmp_path: Path, smollm2_cache_dir: Path
     assert row.status == "done" and row.source == "cli" and row.model_name == "SmolLM2-135M-Instruct"
     assert row.outputs == tuple(data["texts"]) and row.seed == 3
     assert row.prompt == "The lighthouse keeper opened the door and"
+
+
+@pytest.mark.slow
+@needs_smollm2
+def test_ctrl_c_cancels_the_request_and_logs_it_cancelled(tmp_path: Path, smollm2_cache_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "MODEL_", "DATABASE_"))}
+    env.update(DATABASE_PATH=str(tmp_path / "log.db"), MODEL_CACHE_DIR=str(smollm2_cache_dir), DEVICE="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "generate", "Write a very long story about a dragon:",
+         "--max-new-tokens", "256", "--temperature", "0"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.read1(64)  # the text has started streaming
+        assert first
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"cancelled" in err
+    row = logged_row(tmp_path / "log.db", 1)
+    assert row.status == "cancelled" and row.source == "cli"
