@@ -321,6 +321,7 @@ class Engine:
             elif not self._queue and not self._to_remove:
                 self._wake.clear()
                 await self._wake.wait()
+                await asyncio.sleep(0)  # let a burst submitted in the same tick join one prefill
 
     async def _remove_dropped(self) -> None:
         rows = sorted(self._to_remove & self._in_backend)
