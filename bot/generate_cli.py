@@ -34,6 +34,7 @@ from models.types import (
     Queued,
     Started,
 )
+from bot.request_log import log_result
 from storage import DatabaseUnavailable, SchemaTooNew, StorageError, Store
 from storage.types import NewRequest
 
@@ -163,7 +164,7 @@ async def _run_request(
         final = await _follow(handle, store, row_id, out, stream)
     total_s = time.monotonic() - began
     if isinstance(final, Done):
-        await _log_done(store, row_id, final.result)
+        await log_result(store, row_id, final.result)
         _report_done(out, prompt, logged, model, row_id, final.result, load_s, total_s, stream)
         return EXIT_OK
     if isinstance(final, Cancelled):
@@ -211,18 +212,6 @@ def _interrupt_cancels(cancel: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGINT)
-
-
-async def _log_done(store: Store, row_id: int, result: GenerationResult) -> None:
-    await store.mark_done(
-        row_id,
-        outputs=result.texts,
-        seed=result.seed,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        queue_s=result.queue_s,
-        generation_s=result.generation_s,
-    )
 
 
 def _report_done(

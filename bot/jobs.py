@@ -14,10 +14,15 @@ from bot import components, render
 from bot.access import AccessRules, Cooldowns, check_can_generate
 from bot.delivery import TOKEN_LIFETIME, Delivery, send_ephemeral
 from bot.errors import AccessDenied
+from bot.metrics import Metrics
+from bot.request_log import log_result
+from models.engine import Engine
 from models.errors import EngineClosed, InvalidRequest, QueueFull, TooManyPending, WorkerDied
+from models.handle import RequestHandle
 from models.types import (
-    Cancelled, Delta, Done, Failed, GenerationParams, GenerationRequest, Queued, Started,
+    Cancelled, Delta, Done, Event, Failed, GenerationParams, GenerationRequest, GenerationResult, Queued, Started,
 )
+from storage import Store
 from storage.types import NewRequest
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,7 @@ class Job:
     user_id: int
     prompt: str
     params: GenerationParams
-    handle: object
+    handle: RequestHandle
     delivery: Delivery
     texts: list[str]
     status: str = "Queued"
@@ -54,12 +59,12 @@ class JobOptions:
 class JobManager:
     """Starts, tracks, cancels and drains the requests the bot is serving."""
 
-    store: object
-    engine: object
+    store: Store
+    engine: Engine
     rules: AccessRules
     cooldowns: Cooldowns
     model_name: str
-    metrics: object | None = None
+    metrics: Metrics | None = None
     options: JobOptions = field(default_factory=JobOptions)
     jobs: dict[int, Job] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -135,7 +140,7 @@ class JobManager:
         await self.store.record_rejected(new, reason)
         self._observe("rejected")
 
-    async def _defer(self, interaction: discord.Interaction, handle: object, new: NewRequest) -> bool:
+    async def _defer(self, interaction: discord.Interaction, handle: RequestHandle, new: NewRequest) -> bool:
         try:
             await interaction.response.defer(thinking=True)
             return True
@@ -183,7 +188,7 @@ class JobManager:
             if pending is not None:
                 pending.cancel()
 
-    async def _apply(self, job: Job, event: object) -> bool:
+    async def _apply(self, job: Job, event: Event) -> bool:
         """Handle one engine event; True when it was the last."""
         match event:
             case Queued(position=position, eta_s=eta_s):
@@ -212,16 +217,8 @@ class JobManager:
         content = render.progress(job.prompt, job.texts, f"#{job.request_id} · {job.status}")
         await job.delivery.show(content, components.running_view(job.request_id), now=now)
 
-    async def _finish_done(self, job: Job, result: object) -> None:
-        await self.store.mark_done(
-            job.request_id,
-            outputs=list(result.texts),
-            seed=result.seed,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=list(result.completion_tokens),
-            queue_s=result.queue_s,
-            generation_s=result.generation_s,
-        )
+    async def _finish_done(self, job: Job, result: GenerationResult) -> None:
+        await log_result(self.store, job.request_id, result)
         self._observe("done", result.queue_s, result.generation_s, sum(result.completion_tokens))
         footer = f"\n-# #{job.request_id} · seed {result.seed} · {sum(result.completion_tokens)} tokens · {result.generation_s:.1f} s"
         if result.prompt_truncated:
@@ -297,7 +294,7 @@ class JobManager:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-def _refusal_text(exc: Exception, engine: object) -> str:
+def _refusal_text(exc: Exception, engine: Engine) -> str:
     if isinstance(exc, AccessDenied):
         return exc.reason
     if isinstance(exc, InvalidRequest):

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from bot.access import AccessRules
 from bot.config import Settings
 from bot.jobs import JobManager
+from bot.metrics import Metrics
+from models.engine import Engine
+from storage import Store
 
 
 @dataclass
@@ -15,9 +18,9 @@ class Services:
     """The store, the engine, the job manager and the settings, shared by all handlers."""
 
     settings: Settings
-    store: object
-    engine: object
+    store: Store
+    engine: Engine
     jobs: JobManager
     rules: AccessRules
-    metrics: object | None = None
+    metrics: Metrics | None = None
     started_at: float = field(default_factory=time.time)

@@ -162,6 +162,10 @@ class Backend:
             self._drop([row for row in self._rows if row.finish_reason is not None])
         return [self._report(row) for row in reports]
 
+    def take_text(self) -> list[RowUpdate]:
+        """Text chosen at prefill, reported now rather than with the next step (first text sooner)."""
+        return [self._report(row) for row in self._rows if row.pending]
+
     def remove(self, row_ids: Iterable[int]) -> None:
         """Cancel rows now; the other rows go on untouched."""
         gone = set(row_ids)

@@ -348,8 +348,13 @@ class Engine:
         assert self._backend is not None
         starts = await self._guarded(self._backend.add, specs, jobs=batch, reset_after=False)
         self._unmeasured_s += self._clock() - began
-        if starts is not None:
-            self._start_jobs(batch, starts)
+        if starts is None:
+            return
+        self._start_jobs(batch, starts)
+        # The first token was chosen at prefill: show it now instead of after the next step.
+        first = await self._guarded(self._backend.take_text, jobs=batch, reset_after=False)
+        for update in first or ():
+            self._apply(update)
 
     def _take_batch(self) -> list[_Job]:
         """Pop queued jobs (fair order) that fit in the free rows; a wide job may fill an empty batch."""

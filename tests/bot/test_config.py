@@ -91,3 +91,16 @@ def test_run_without_token_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and "DISCORD_TOKEN" in result.stderr
     assert "oops" not in result.stderr
+
+
+def test_env_example_loads_and_documents_every_setting():
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    example = root / ".env.example"
+    settings = load_settings({}, env_file=example)
+    assert settings.discord_token is None and settings.max_batch_size == 8
+    documented = set(re.findall(r"^([A-Z_]+)=", example.read_text(), re.M))
+    read = set(re.findall(r'"([A-Z][A-Z_]{3,})"', (root / "bot" / "config.py").read_text()))
+    read -= {"DEBUG", "INFO", "WARNING", "ERROR"}  # log level names, not settings
+    assert read <= documented, read - documented

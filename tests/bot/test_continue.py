@@ -1,5 +1,6 @@
 """/continue end to end: defer, queue position, streaming edits, final message, splitting, mentions."""
 
+from tests.bot.conftest import bot_environ, running_bot
 from tests.fakediscord import ids
 
 
@@ -39,9 +40,10 @@ async def test_allowed_mentions_empty_on_every_message_and_edit(harness):
     assert all(not m.pings for m in harness.fake.messages.values())
 
 
-async def test_streaming_edits_are_throttled(harness):
-    inter = await harness.fake.slash("continue", {"prompt": "Stream", "max_tokens": 64, "temperature": 0})
-    await inter.wait_content(r"tokens", timeout=120)
+async def test_streaming_edits_are_throttled(fake, tiny_model_dir, tmp_path):
+    async with running_bot(fake, bot_environ(fake, tiny_model_dir, tmp_path), step_s=0.03) as h:
+        inter = await h.fake.slash("continue", {"prompt": "Stream", "max_tokens": 64, "temperature": 0})
+        await inter.wait_content(r"tokens", timeout=120)
     edits = inter.original.edits
     assert "Queued" in edits[0].content or "Generating" in edits[0].content
     streamed = [v for v in edits if v.content.endswith(" ▌") and not v.content.endswith("**Stream** ▌")]
