@@ -250,3 +250,17 @@ def test_smollm2_batched_greedy_equals_unbatched_generate(smollm2: Backend) -> N
         text, tokens = reference(smollm2, ids(smollm2, prompt), params.max_new_tokens)
         assert (outcomes[row_id].text, outcomes[row_id].tokens) == (text, tokens)
     assert "Paris" in outcomes[0].text
+
+
+def test_first_token_text_is_available_right_after_prefill(backend: Backend) -> None:
+    params = replace(GREEDY, max_new_tokens=6)
+    prompt = PROMPTS[0]
+    expected, _ = reference(backend, ids(backend, prompt), params.max_new_tokens)
+    backend.add(specs(params, [prompt]))
+    first = backend.take_text()
+    assert [u.tokens for u in first] == [1] and not first[0].finished
+    rest = []
+    while backend.active():
+        rest += [u.text for u in backend.step()]
+    assert backend.take_text() == []
+    assert first[0].text + "".join(rest) == expected
