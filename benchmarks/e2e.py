@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rest-latency", type=float, default=0.0, help="seconds the fake Discord adds to REST calls")
     parser.add_argument("--scenarios", default="burst,staggered")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's default, every core but one)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one scenario")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -362,7 +362,8 @@ async def run_scenarios(
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     progress = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     config = load_settings({"MODEL_NAME": args.model or "", "DEVICE": args.device,
-                            "MODEL_CACHE_DIR": str(args.cache_dir)}, env_file=None).engine_config()
+                            "MODEL_CACHE_DIR": str(args.cache_dir), "TORCH_THREADS": str(args.threads)},
+                            env_file=None).engine_config()
     backend = load_backend(config, progress)
     backend.warmup()
     generate_once(backend, GenerationRequest("Hello", GenerationParams(max_new_tokens=2, seed=0)))
@@ -383,8 +384,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         report = asyncio.run(main_async(args))
     except ModelLoadError as exc:

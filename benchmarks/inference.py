@@ -108,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default="burst,staggered")
     parser.add_argument("--compare-static", action="store_true", help="also run the static-batch policy")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's default, every core but one)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 
@@ -246,7 +246,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     config = EngineConfig(
         model_name=args.model, device=args.device, cache_dir=args.cache_dir, max_batch_size=args.max_batch_size,
         max_queue_size=max(64, args.requests), max_pending_per_user=args.requests, request_timeout_s=3600.0,
-        limits=limits, warmup=False,
+        limits=limits, warmup=False, torch_threads=args.threads,
     )
     progress = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     backend = load_backend(config, progress)
@@ -276,8 +276,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     report = asyncio.run(main_async(args))
     emit(report, args.json, render(report))
     return 0

@@ -46,6 +46,7 @@ class Settings:
     default_max_new_tokens: int = 64
     max_variants: int = 5
     max_prompt_chars: int = 4000
+    torch_threads: int = 0
     # Storage
     database_path: Path = Path("continuebot.db")
     log_retention_days: int = 0
@@ -79,6 +80,7 @@ class Settings:
                 max_variants=self.max_variants,
                 max_prompt_chars=self.max_prompt_chars,
             ),
+            torch_threads=self.torch_threads,
         )
 
     def require_token(self) -> str:
@@ -216,6 +218,7 @@ class _Parser:
             default_max_new_tokens=default_new,
             max_variants=self.int_in("MAX_VARIANTS", 5, 1, 5),
             max_prompt_chars=self.int_in("MAX_PROMPT_CHARS", 4000, 1, 100_000),
+            torch_threads=self.int_in("TORCH_THREADS", 0, 0, 1024),
             database_path=Path(self.raw("DATABASE_PATH") or "continuebot.db"),
             log_retention_days=self.int_in("LOG_RETENTION_DAYS", 0, 0),
             allowed_channel_ids=self.ids("ALLOWED_CHANNEL_IDS"),

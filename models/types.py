@@ -31,6 +31,7 @@ class EngineConfig:
     prompt_overflow: Literal["truncate", "reject"] = "truncate"  # truncate keeps the prompt's end
     limits: ParamLimits = field(default_factory=ParamLimits)
     warmup: bool = True
+    torch_threads: int = 0  # 0: every core but one (the event loop keeps one), at least 1
 
 
 @dataclass(frozen=True)

@@ -171,3 +171,19 @@ def test_drawn_seeds_are_valid_and_vary() -> None:
     seeds = {draw_seed() for _ in range(20)}
     assert len(seeds) > 1 and all(0 <= seed < DRAWN_SEED_BOUND for seed in seeds)
     validate_params(GenerationParams(seed=max(seeds)), ParamLimits())
+
+
+def test_torch_threads_leave_one_core_for_the_event_loop(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import os
+
+    from models.loader import torch_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert torch_threads(0) == max(1, cores - 1)
+    assert torch_threads(3) == 3
+    before = torch.get_num_threads()
+    try:
+        load_backend(EngineConfig(model_name=str(tiny_model_dir), device="cpu", cache_dir=tmp_path, torch_threads=2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
