@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 
@@ -69,7 +68,6 @@ class JobManager:
     jobs: dict[int, Job] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     accepting: bool = True
-    on_finished: Callable[[int, str], None] | None = None
 
     # -- starting -------------------------------------------------------------------------
 
@@ -79,7 +77,7 @@ class JobManager:
         """Serve one request for ``interaction``; returns its row id, or None when it was refused."""
         new = self._new_request(interaction, prompt, params, parent_id)
         try:
-            await self._check(interaction, prompt, params)
+            await self._check(interaction)
             handle = self.engine.submit(
                 GenerationRequest(prompt=prompt, params=params, user_key=str(interaction.user.id))
             )
@@ -89,7 +87,11 @@ class JobManager:
         new = replace(new, params={**new.params, "seed": handle.seed})
         if not await self._defer(interaction, handle, new):
             return None
-        request_id = await self.store.record_request(new)
+        try:
+            request_id = await self.store.record_request(new)
+        except BaseException:
+            handle.cancel()  # nothing may run unlogged; the tree's error handler answers the user
+            raise
         self.cooldowns.touch(interaction.user.id)
         delivery = Delivery(interaction, interval_s=self.options.edit_interval_s, token_lifetime=self.options.token_lifetime)
         job = Job(request_id, interaction.user.id, prompt, params, handle, delivery, [""] * params.variants)
@@ -115,7 +117,7 @@ class JobManager:
             parent_id=parent_id,
         )
 
-    async def _check(self, interaction: discord.Interaction, prompt: str, params: GenerationParams) -> None:
+    async def _check(self, interaction: discord.Interaction) -> None:
         if not self.accepting:
             raise AccessDenied("I'm restarting right now. Please try again in a minute.")
         check_can_generate(self.rules, interaction)
@@ -256,8 +258,6 @@ class JobManager:
                 await self.store.mark_expired(job.request_id, "interaction expired and the channel was not writable")
         elif how == "channel":
             log.info("request %s: delivered by channel message (interaction expired)", job.request_id)
-        if self.on_finished is not None:
-            self.on_finished(job.request_id, outcome)
 
     async def _safe_mark(self, job: Job, status: str, reason: str) -> None:
         try:

@@ -108,3 +108,17 @@ async def test_out_of_range_values_are_checked_again_by_the_bot(harness):
     await inter.wait_acked()
     assert inter.ephemeral
     assert "temperature" in inter.content
+
+
+async def test_refused_when_the_queue_would_outlast_the_interaction_token(fake, tiny_model_dir, tmp_path):
+    from bot.jobs import JobOptions
+
+    env = bot_environ(fake, tiny_model_dir, tmp_path, MAX_BATCH_SIZE="1")
+    # The real budget is 12 of the token's 15 minutes; a tiny one makes any wait too long.
+    options = JobOptions(edit_interval_s=0.3, token_budget_s=0.01)
+    async with running_bot(fake, env, options, step_s=0.05) as h:
+        first = await fake.slash("continue", {"prompt": "long", "max_tokens": 60})
+        await first.wait_content("Generating", timeout=30)
+        await fake.wait_for(lambda: h.engine.eta_for_new() is not None, 30, "a measured ETA")
+        second = await fake.slash("continue", {"prompt": "later"}, user=ids.OTHER_MEMBER_ID)
+        await refused(h, second, "The queue is too long right now")
