@@ -201,9 +201,10 @@ class JobManager:
                 await self.store.mark_running(job.request_id, seed=seed, prompt_tokens=prompt_tokens)
                 await self._show_progress(job)
             case Delta(variant=variant, text=text):
-                first_text = not any(job.texts)
+                # The first visible words go out at once; after that, edits are throttled.
+                first_words = not any(t.strip() for t in job.texts) and bool(text.strip())
                 job.texts[variant] += text
-                await self._show_progress(job, now=first_text)
+                await self._show_progress(job, now=first_words)
             case Done(result=result):
                 await self._finish_done(job, result)
                 return True
