@@ -91,3 +91,15 @@ def emit(report: Mapping[str, Any], as_json: bool, text: str, out: TextIO = sys.
         print(json.dumps(report, indent=2, default=str), file=out)
     else:
         print(text, file=out)
+
+
+def ratio_and_target_lines(report: Mapping[str, Any]) -> list[str]:
+    """The ratios-to-baseline table and the targets table that every benchmark report ends with."""
+    lines: list[str] = []
+    if report["ratios"]:
+        lines += ["", "ratios to the baseline (same scenario):",
+                  format_table(report["ratios"], ["scenario", "method", "tok_per_s_x", "mean_latency_x",
+                                                  "p95_latency_x", "first_text_x"])]
+    if report["targets"]:
+        lines += ["", format_table(report["targets"], ["target", "measured", "met"])]
+    return lines

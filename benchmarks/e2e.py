@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks._common import LoopLagTicker, emit, format_table, percentile  # noqa: E402
+from benchmarks._common import LoopLagTicker, emit, format_table, percentile, ratio_and_target_lines  # noqa: E402
 from benchmarks.inference import (  # noqa: E402
     PROMPTS, RunResult, Sample, arrivals, generate_once, ratios, requests_for, run_baseline,
 )
@@ -318,13 +318,7 @@ def render_report(report: dict[str, Any]) -> str:
                      ["scenario", "defer_p99_ms", "p50_first_text_s", "p95_first_text_s",
                       "overhead_p50_ms", "overhead_p95_ms", "before_engine_p50_ms", "after_engine_p50_ms"]),
     ]
-    if report["ratios"]:
-        parts += ["", "ratios to the baseline (same scenario):",
-                  format_table(report["ratios"], ["scenario", "method", "tok_per_s_x", "mean_latency_x",
-                                                  "p95_latency_x", "first_text_x"])]
-    if report["targets"]:
-        parts += ["", format_table(report["targets"], ["target", "measured", "met"])]
-    return "\n".join(parts)
+    return "\n".join(parts + ratio_and_target_lines(report))
 
 
 # -- main -----------------------------------------------------------------------------------------

@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks._common import LoopLagTicker, emit, format_table, mean, percentile  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    LoopLagTicker, emit, format_table, mean, percentile, ratio_and_target_lines,
+)
 from models.backend import Backend  # noqa: E402
 from models.engine import Engine  # noqa: E402
+from models.errors import ModelLoadError  # noqa: E402
 from models.loader import load_backend  # noqa: E402
 from models.types import Delta, Done, EngineConfig, GenerationParams, GenerationRequest, ParamLimits  # noqa: E402
 
@@ -232,13 +235,7 @@ def render(report: dict[str, Any]) -> str:
             "p95_latency_s", "mean_first_text_s", "loop_lag_p99_ms", "loop_lag_max_ms"]
     parts = [f"model {report['model']} on {report['device']} ({report['dtype']}), torch threads "
              f"{report['threads']}; {report['settings']}", "", format_table(report["results"], cols)]
-    if report["ratios"]:
-        parts += ["", "ratios to the baseline (same scenario):",
-                  format_table(report["ratios"], ["scenario", "method", "tok_per_s_x", "mean_latency_x",
-                                                  "p95_latency_x", "first_text_x"])]
-    if report["targets"]:
-        parts += ["", format_table(report["targets"], ["target", "measured", "met"])]
-    return "\n".join(parts)
+    return "\n".join(parts + ratio_and_target_lines(report))
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -276,7 +273,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    report = asyncio.run(main_async(args))
+    try:
+        report = asyncio.run(main_async(args))
+    except ModelLoadError as exc:
+        print(f"inference: the model could not be loaded: {exc}", file=sys.stderr)
+        return 1
     emit(report, args.json, render(report))
     return 0
 
