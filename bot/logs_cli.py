@@ -176,7 +176,7 @@ def confirm(question: str, assume_yes: bool) -> bool:
 async def do_recent(args: argparse.Namespace, settings: Settings) -> int:
     async with reader(settings) as store:
         rows = await store.recent(filters_of(args), before_id=args.before, limit=args.limit)
-    emit_rows(rows, args.json)
+    emit_rows(rows, args.json, more=len(rows) == args.limit)
     return 0
 
 
@@ -185,7 +185,7 @@ async def do_search(args: argparse.Namespace, settings: Settings) -> int:
         raise BadInput("give some text to search for")
     async with reader(settings) as store:
         rows = await store.search(args.text, filters_of(args), before_id=args.before, limit=args.limit)
-    emit_rows(rows, args.json)
+    emit_rows(rows, args.json, more=len(rows) == args.limit)
     return 0
 
 
@@ -307,7 +307,8 @@ def one_line(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
 
 
-def emit_rows(rows: Sequence[RequestRow], as_json: bool) -> None:
+def emit_rows(rows: Sequence[RequestRow], as_json: bool, *, more: bool = False) -> None:
+    """Rows as a table (or JSON lines); ``more`` adds how to ask for the next page."""
     if as_json:
         for row in rows:
             print(json.dumps(record(row), ensure_ascii=False))
@@ -319,8 +320,8 @@ def emit_rows(rows: Sequence[RequestRow], as_json: bool) -> None:
          one_line(r.prompt, text_width), one_line(r.outputs[0] if r.outputs else (r.error or ""), text_width)]
         for r in rows
     ])
-    if len(rows) > 0:
-        print(f"\n{len(rows)} row(s); next page: --before {rows[-1].id}")
+    if rows:
+        print(f"\n{len(rows)} row(s)" + (f"; next page: --before {rows[-1].id}" if more else ""))
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
