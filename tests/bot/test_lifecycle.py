@@ -4,7 +4,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tests.bot.conftest import bot_environ, running_bot
 from tests.bot.test_buttons import finished, wait_status
 from tests.bot.test_refusals import row_for
 from tests.fakediscord import ids
+from tests.ops.test_metrics import free_port
 
 
 async def test_unknown_interaction_marks_the_row_and_the_bot_carries_on(harness):
@@ -66,12 +66,6 @@ async def test_long_reply_is_split_never_cut(harness):
     assert joined.startswith("**" + prompt + "**")
     assert row.outputs[0] in joined
     assert any(b.get("label") == "Regenerate" for b in messages[-1].buttons)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_metrics_count_requests_through_discord(fake, tiny_model_dir, tmp_path):

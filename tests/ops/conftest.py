@@ -6,9 +6,6 @@ import base64
 from pathlib import Path
 
 import pytest
-import torch
-
-from tests.tiny_model import build_tiny_gpt2
 
 APP_ID = 112233445566778899
 
@@ -19,18 +16,13 @@ def make_token(app_id: int = APP_ID) -> str:
     return f"{first}.GxYz12.{'h' * 38}"
 
 
-@pytest.fixture(scope="session")
-def ops_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    return build_tiny_gpt2(tmp_path_factory.mktemp("ops-model"))
-
 
 @pytest.fixture
-def good_env(tmp_path: Path, ops_model_dir: Path) -> dict[str, str]:
+def good_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
     """Settings (as the environment) for a setup that should pass: tiny model, data in tmp_path, CPU."""
     return {
         "DISCORD_TOKEN": make_token(),
-        "MODEL_NAME": str(ops_model_dir),
+        "MODEL_NAME": str(tiny_model_dir),
         "DEVICE": "cpu",
         "DATABASE_PATH": str(tmp_path / "data" / "continuebot.db"),
         "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
