@@ -256,7 +256,7 @@ class JobManager:
         if how == "lost":
             log.warning("request %s: could not deliver the result; marking expired", job.request_id)
             if outcome == "done":
-                await self.store.mark_expired(job.request_id, "interaction expired and the channel was not writable")
+                await self.store.mark_undelivered(job.request_id, "interaction expired and the channel was not writable")
         elif how == "channel":
             log.info("request %s: delivered by channel message (interaction expired)", job.request_id)
 

@@ -291,6 +291,14 @@ class Store:
         """An unfinished request waited or ran past its time limit."""
         return await self._finish(request_id, "expired", reason)
 
+    async def mark_undelivered(self, request_id: int, reason: str) -> bool:
+        """A done request whose result never reached the user: 'expired', its outputs kept for review."""
+        result = await self._execute(
+            "UPDATE requests SET status = 'expired', error = ? WHERE id = ? AND status = 'done'",
+            (reason, request_id),
+        )
+        return result.rowcount > 0
+
     async def _finish(self, request_id: int, status: str, error: str) -> bool:
         result = await self._execute(
             f"UPDATE requests SET status = ?, error = ?, finished_at = ? WHERE id = ? AND {UNFINISHED}",

@@ -142,3 +142,16 @@ async def test_sigterm_finishes_running_and_interrupts_queued(fake, tiny_model_d
         rows = await store.recent(limit=10)
     assert {r.status for r in rows} <= {"done", "interrupted"}
     assert sum(r.status == "interrupted" for r in rows) == len(interrupted)
+
+
+async def test_undeliverable_result_is_logged_expired_with_its_text(fake, tiny_model_dir, tmp_path):
+    send_messages = 1 << 11
+    quiet = fake.add_channel(ids.GUILD_ID, "read-only", overwrites=[{"id": str(ids.BOT_ID), "type": 1, "deny": str(send_messages), "allow": "0"}])
+    async with running_bot(fake, bot_environ(fake, tiny_model_dir, tmp_path), step_s=0.05) as h:
+        inter = await fake.slash("continue", {"prompt": "Nowhere to go", "max_tokens": 30}, channel=quiet.id)
+        await inter.wait_content("Generating", timeout=30)
+        fake.expire_token(inter)
+        row = await wait_status(h, (await row_for(h, inter)).id, "expired", timeout=60)
+        assert row.outputs and row.outputs[0], "the text stays in the log for the moderators"
+        assert "not writable" in row.error
+        assert all("finished after" not in m.content for m in fake.channel_messages(quiet.id))
