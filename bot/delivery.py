@@ -46,7 +46,6 @@ class Delivery:
         self.token_ok = True
         self.last_edit = float("-inf")
         self.pending: tuple[str, discord.ui.View | None] | None = None
-        self.edits = 0
 
     def token_usable(self) -> bool:
         return self.token_ok and discord.utils.utcnow() < self.expires_at
@@ -78,7 +77,6 @@ class Delivery:
     async def _edit(self, content: str, view: discord.ui.View | None) -> bool:
         try:
             await self.interaction.edit_original_response(content=content, view=view)
-            self.edits += 1
             return True
         except discord.HTTPException as exc:
             if token_gone(exc):

@@ -32,7 +32,7 @@ def status_command(services: Services) -> app_commands.Command:
         embed.add_field(name="Speed", value=speed)
         embed.add_field(name="Model", value=s.model_name, inline=False)
         embed.add_field(name="Device", value=f"{s.device} ({s.dtype})")
-        embed.add_field(name="Uptime", value=_uptime(time.time() - services.started_at))
+        embed.add_field(name="Uptime", value=_uptime(time.time() - s.started_at))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     return status

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.access import AccessRules
 from bot.config import Settings
@@ -23,4 +22,3 @@ class Services:
     jobs: JobManager
     rules: AccessRules
     metrics: Metrics | None = None
-    started_at: float = field(default_factory=time.time)
