@@ -47,6 +47,7 @@ class Settings:
     max_variants: int = 5
     max_prompt_chars: int = 4000
     torch_threads: int = 0
+    batch_wait_ms: float = 5.0
     # Storage
     database_path: Path = Path("continuebot.db")
     log_retention_days: int = 0
@@ -81,6 +82,7 @@ class Settings:
                 max_prompt_chars=self.max_prompt_chars,
             ),
             torch_threads=self.torch_threads,
+            batch_wait_s=self.batch_wait_ms / 1000,
         )
 
     def require_token(self) -> str:
@@ -219,6 +221,7 @@ class _Parser:
             max_variants=self.int_in("MAX_VARIANTS", 5, 1, 5),
             max_prompt_chars=self.int_in("MAX_PROMPT_CHARS", 4000, 1, 100_000),
             torch_threads=self.int_in("TORCH_THREADS", 0, 0, 1024),
+            batch_wait_ms=self.float_in("BATCH_WAIT_MS", 5.0, 0.0, 1000.0),
             database_path=Path(self.raw("DATABASE_PATH") or "continuebot.db"),
             log_retention_days=self.int_in("LOG_RETENTION_DAYS", 0, 0),
             allowed_channel_ids=self.ids("ALLOWED_CHANNEL_IDS"),

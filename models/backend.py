@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,15 @@ class RowUpdate:
     finish_reason: str | None = None  # "eos" | "length"
 
 
+@dataclass(frozen=True)
+class ThreadPlan:
+    """Torch threads for decode steps (a few tokens: leave a core to the event loop) and for prefill
+    (many prompt tokens at once: compute-bound, gains from every core)."""
+
+    decode: int
+    prefill: int
+
+
 @dataclass
 class _Row:
     """Mutable decode state of one row."""
@@ -88,11 +98,15 @@ class Backend:
     has are trimmed, so a long-lived batch does not grow without bound.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, model_name: str, prompt_overflow: str = "truncate") -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, model_name: str, prompt_overflow: str = "truncate",
+        threads: ThreadPlan | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.prompt_overflow = prompt_overflow
+        self.threads = threads  # None: leave torch's thread count alone
         first = next(model.parameters())
         self._device = first.device
         self.device = str(first.device)
@@ -144,7 +158,7 @@ class Backend:
             if start.error is None:
                 accepted.append((spec, ids))
         if accepted:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._prefill_threads():
                 self._prefill(accepted)
         return starts
 
@@ -188,6 +202,18 @@ class Backend:
         self.reset()
 
     # ----- adding rows ------------------------------------------------------------
+
+    @contextmanager
+    def _prefill_threads(self) -> Iterator[None]:
+        plan = self.threads
+        if plan is None or plan.prefill == plan.decode or self._device.type != "cpu":
+            yield
+            return
+        torch.set_num_threads(plan.prefill)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(plan.decode)
 
     def _tokenize(self, spec: RowSpec) -> tuple[list[int], RowStart]:
         ids = list(self.tokenizer(spec.prompt)["input_ids"])

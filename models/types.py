@@ -31,7 +31,8 @@ class EngineConfig:
     prompt_overflow: Literal["truncate", "reject"] = "truncate"  # truncate keeps the prompt's end
     limits: ParamLimits = field(default_factory=ParamLimits)
     warmup: bool = True
-    torch_threads: int = 0  # 0: every core but one (the event loop keeps one), at least 1
+    torch_threads: int = 0  # 0: decode on every core but one (the event loop's), prefill on every core
+    batch_wait_s: float = 0.005  # an idle engine waits while requests keep coming this close together
 
 
 @dataclass(frozen=True)

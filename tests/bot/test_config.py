@@ -23,8 +23,9 @@ def test_defaults_without_any_setting():
 def test_env_file_is_read_and_environment_wins(tmp_path):
     env = tmp_path / ".env"
     env.write_text("MAX_BATCH_SIZE=4\nALLOWED_CHANNEL_IDS=1, 2 ,3\nALLOW_DMS=yes\n")
-    settings = load_settings({"MAX_BATCH_SIZE": "16"}, env_file=env)
+    settings = load_settings({"MAX_BATCH_SIZE": "16", "BATCH_WAIT_MS": "20"}, env_file=env)
     assert settings.max_batch_size == 16
+    assert settings.engine_config().batch_wait_s == pytest.approx(0.02)
     assert settings.allowed_channel_ids == (1, 2, 3)
     assert settings.allow_dms is True
 
@@ -43,6 +44,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
         ("LOG_RETENTION_DAYS", "-1", "from 0"),
         ("METRICS_PORT", "70000", "to 65535"),
         ("REQUEST_TIMEOUT_S", "nan", "number"),
+        ("BATCH_WAIT_MS", "-5", "from 0 to 1000"),
     ],
 )
 def test_bad_values_name_the_setting(name, value, words):

@@ -134,6 +134,25 @@ async def test_requests_arriving_mid_batch_join_it_without_waiting_for_it_to_end
     assert steps_with_both
 
 
+async def test_an_idle_engine_gathers_a_burst_into_one_prefill() -> None:
+    backend = FakeBackend()
+    async with Engine(config(batch_wait_s=0.05), backend_factory=factory(backend)) as engine:
+        handles = []
+        for user in ("u1", "u2", "u3"):
+            handles.append(engine.submit(req(user=user, tokens=2)))
+            await asyncio.sleep(0.01)  # arrivals a little apart, as slash commands come in
+        await asyncio.gather(*(h.wait() for h in handles))
+    adds = [ids for kind, ids in backend.calls if kind == "add"]
+    assert len(adds[0]) == 3, f"the burst was read in pieces: {adds}"
+
+
+async def test_a_burst_that_fills_the_batch_starts_without_waiting() -> None:
+    backend = FakeBackend()
+    async with Engine(config(batch_wait_s=5.0), backend_factory=factory(backend)) as engine:
+        handles = [engine.submit(req(user=f"u{i}", tokens=2)) for i in range(4)]  # max_batch_size=4
+        await asyncio.wait_for(asyncio.gather(*(h.wait() for h in handles)), 2.0)
+
+
 async def test_queue_full_is_refused_at_once() -> None:
     backend = FakeBackend()
     backend.gate.clear()
