@@ -78,9 +78,29 @@ async def test_exports_round_trip_and_apply_filters(store: Store, tmp_path: Path
     out = tmp_path / "guild.csv"
     assert await store.export_to(out, "csv", RequestFilter(guild_id=101)) == 601
     with open(out, newline="", encoding="utf-8") as handle:
-        from_csv = [from_record(rec) for rec in csv.DictReader(handle)]
+        from_csv = [from_record(rec, from_csv=True) for rec in csv.DictReader(handle)]
     assert len(from_csv) == 601 and all(r == rows[r.id] and r.guild_id == 101 for r in from_csv)
     assert io.StringIO(jsonl).readline()  # non-empty
+
+
+async def test_csv_export_never_hands_a_spreadsheet_a_formula(store: Store, tmp_path: Path) -> None:
+    # A member can make a prompt or a display name look like a formula; a moderator opening the
+    # export in a spreadsheet must see it as text. JSONL keeps the text exactly as it was.
+    risky = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "'=1", "plain"]
+    for i, text in enumerate(risky):
+        await store.record_request(new_request(text, user_name=text, interaction_id=i))
+    rows = {r.id: r for r in await store.recent(limit=100)}
+    out = tmp_path / "risky.csv"
+    assert await store.export_to(out, "csv", RequestFilter()) == len(risky)
+    with open(out, newline="", encoding="utf-8") as handle:
+        records = list(csv.DictReader(handle))
+    for rec in records:
+        for column, cell in rec.items():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (column, cell)
+    assert {rec["prompt"] for rec in records} >= {"'=HYPERLINK(\"http://x\",\"y\")", "''=1", "plain"}
+    assert all(from_record(rec, from_csv=True) == rows[int(rec["id"])] for rec in records)
+    jsonl = b"".join([c async for c in store.export("jsonl")]).decode()
+    assert sorted(json.loads(line)["prompt"] for line in jsonl.splitlines()) == sorted(risky)
 
 
 async def test_backup_is_a_consistent_openable_copy(store: Store, tmp_path: Path) -> None:
