@@ -85,8 +85,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
     return "\n".join(lines)
 
 
-def emit(report: Mapping[str, Any], as_json: bool, text: str, out: TextIO = sys.stdout) -> None:
-    """Print ``report`` as JSON, or ``text`` (the human table)."""
+def emit(report: Mapping[str, Any], as_json: bool, text: str, out: TextIO | None = None) -> None:
+    """Print ``report`` as JSON, or ``text`` (the human table), to ``out`` (default: the current stdout)."""
+    out = out if out is not None else sys.stdout
     if as_json:
         print(json.dumps(report, indent=2, default=str), file=out)
     else:

@@ -5,8 +5,11 @@ Smoke run (seconds):          .venv/bin/python benchmarks/inference.py --request
 
 Scenarios: a burst of N requests at once, and staggered arrivals (one every --interval s). Methods:
 ``baseline`` (the seed system: one ``model.generate`` per request, in arrival order, in a worker
-thread), ``engine`` (iteration-level batching) and, with --compare-static, ``static`` (the engine
-admitting only when its batch is empty). Targets: burst tok/s >= 8x baseline, staggered mean
+thread), ``engine`` (iteration-level batching), with --compare-static ``static`` (the engine
+admitting only when its batch is empty) and, with --compare-generate-batch, ``generate_batch``
+(burst only: transformers' own static batching, one ``model.generate`` of every prompt at once,
+left-padded; a shared RNG, so no per-request replay: a yardstick for what batching can give on
+this machine, not a product method). Targets: burst tok/s >= 8x baseline, staggered mean
 latency <= 0.25x baseline, event-loop lag p99 < 10 ms.
 """
 
@@ -110,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--scenarios", default="burst,staggered")
     parser.add_argument("--compare-static", action="store_true", help="also run the static-batch policy")
+    parser.add_argument("--compare-generate-batch", action="store_true",
+                        help="burst: also run one model.generate over every prompt at once (the batching yardstick)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's default, every core but one)")
     parser.add_argument("--json", action="store_true")
@@ -136,15 +141,53 @@ def generate_once(backend: Backend, request: GenerationRequest) -> int:
     tokenizer, model = backend.tokenizer, backend.model
     inputs = tokenizer(request.prompt, return_tensors="pt").to(model.device)
     torch.manual_seed(p.seed or 0)
-    sampling = dict(do_sample=True, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k) if p.temperature > 0 else {
-        "do_sample": False
-    }
     with torch.inference_mode():
         out = model.generate(
             **inputs, max_new_tokens=p.max_new_tokens, repetition_penalty=p.repetition_penalty,
-            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **sampling,
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **_sampling(p),
         )
     return int(out.shape[1] - inputs["input_ids"].shape[1])
+
+
+def _sampling(p: GenerationParams) -> dict[str, Any]:
+    if p.temperature > 0:
+        return dict(do_sample=True, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k)
+    return {"do_sample": False}
+
+
+def generate_batch(backend: Backend, reqs: list[GenerationRequest]) -> list[int]:
+    """One ``model.generate`` over every prompt, left-padded; returns each row's new tokens up to its end token."""
+    tokenizer, model = backend.tokenizer, backend.model
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [tokenizer(r.prompt)["input_ids"] for r in reqs]
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=model.device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=model.device)
+    p = reqs[0].params
+    torch.manual_seed(p.seed or 0)
+    with torch.inference_mode():
+        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=p.max_new_tokens,
+                             repetition_penalty=p.repetition_penalty, pad_token_id=pad, **_sampling(p))
+    eos = model.generation_config.eos_token_id
+    ends = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    counts = []
+    for row in out[:, width:].tolist():
+        stop = next((i for i, token in enumerate(row) if token in ends), None)
+        counts.append(len(row) if stop is None else stop + 1)
+    return counts
+
+
+async def run_generate_batch(backend: Backend, reqs: list[GenerationRequest]) -> RunResult:
+    loop = asyncio.get_running_loop()
+    samples = [Sample(arrival=0.0) for _ in reqs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        async with LoopLagTicker() as lag:
+            start = loop.time()
+            counts = await loop.run_in_executor(pool, generate_batch, backend, reqs)
+            end = loop.time() - start
+    for sample, count in zip(samples, counts):
+        sample.tokens, sample.finished, sample.first_text = count, end, end
+    return RunResult("burst", "generate_batch", samples, lag.p99_ms, lag.max_ms)
 
 
 async def run_baseline(backend: Backend, scenario: str, reqs: list[GenerationRequest], times: list[float]) -> RunResult:
@@ -260,6 +303,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for policy in policies:
             progress(f"{scenario}: engine ({policy}) ...")
             results.append(await run_engine(backend, config, policy, scenario, reqs, times))
+        if args.compare_generate_batch and scenario == "burst":
+            progress("burst: one model.generate over every prompt ...")
+            results.append(await run_generate_batch(backend, reqs))
     rows = [r.row() for r in results]
     ratio_rows = ratios(rows)
     return {
