@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO
+
+from models.errors import ModelLoadError
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -104,3 +107,19 @@ def ratio_and_target_lines(report: Mapping[str, Any]) -> list[str]:
     if report["targets"]:
         lines += ["", format_table(report["targets"], ["target", "measured", "met"])]
     return lines
+
+
+def run_model_benchmark(
+    name: str,
+    args: argparse.Namespace,
+    main_async: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run a benchmark that loads a model and print its report; a model that cannot load is one line, exit 1."""
+    try:
+        report = asyncio.run(main_async(args))
+    except ModelLoadError as exc:
+        print(f"{name}: the model could not be loaded: {exc}", file=sys.stderr)
+        return 1
+    emit(report, args.json, render(report))
+    return 0

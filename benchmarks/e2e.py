@@ -39,7 +39,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks._common import LoopLagTicker, emit, format_table, percentile, ratio_and_target_lines  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    LoopLagTicker, format_table, percentile, ratio_and_target_lines, run_model_benchmark,
+)
 from benchmarks.inference import (  # noqa: E402
     PROMPTS, RunResult, Sample, arrivals, generate_once, ratios, requests_for, run_baseline,
 )
@@ -49,7 +51,6 @@ from bot.config import Settings, load_settings  # noqa: E402
 from bot.jobs import JobOptions  # noqa: E402
 from bot.runner import serve  # noqa: E402
 from models.backend import Backend  # noqa: E402
-from models.errors import ModelLoadError  # noqa: E402
 from models.loader import load_backend  # noqa: E402
 from models.types import GenerationParams, GenerationRequest  # noqa: E402
 from tests.fakediscord import FakeDiscord, FakeInteraction, ids  # noqa: E402
@@ -377,14 +378,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        report = asyncio.run(main_async(args))
-    except ModelLoadError as exc:
-        print(f"e2e: the model could not be loaded: {exc}", file=sys.stderr)
-        return 1
-    emit(report, args.json, render_report(report), out=sys.stdout)  # sys.stdout as it is now
-    return 0
+    return run_model_benchmark("e2e", parse_args(argv), main_async, render_report)
 
 
 if __name__ == "__main__":

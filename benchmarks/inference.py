@@ -29,11 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks._common import (  # noqa: E402
-    LoopLagTicker, emit, format_table, mean, percentile, ratio_and_target_lines,
+    LoopLagTicker, format_table, mean, percentile, ratio_and_target_lines, run_model_benchmark,
 )
 from models.backend import Backend  # noqa: E402
 from models.engine import Engine  # noqa: E402
-from models.errors import ModelLoadError  # noqa: E402
 from models.loader import load_backend  # noqa: E402
 from models.types import Delta, Done, EngineConfig, GenerationParams, GenerationRequest, ParamLimits  # noqa: E402
 
@@ -318,14 +317,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        report = asyncio.run(main_async(args))
-    except ModelLoadError as exc:
-        print(f"inference: the model could not be loaded: {exc}", file=sys.stderr)
-        return 1
-    emit(report, args.json, render(report))
-    return 0
+    return run_model_benchmark("inference", parse_args(argv), main_async, render)
 
 
 if __name__ == "__main__":
