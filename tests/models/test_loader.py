@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM, T5Config, T5ForConditionalGeneration
 
 from models.errors import InvalidRequest, ModelLoadError
-from models.loader import load_backend, resolve_device, resolve_dtype, save_atomically
+from models.loader import load_backend, remove_stale_temps, resolve_device, resolve_dtype, save_atomically
 from models.params import DRAWN_SEED_BOUND, draw_seed, validate_params, validate_prompt
 from models.types import EngineConfig, GenerationParams, ParamLimits
 from tests.conftest import needs_smollm2
@@ -110,6 +110,25 @@ def test_interrupted_save_leaves_no_half_cache(tiny_model_dir: Path, tmp_path: P
     with pytest.raises(OSError, match="disk full"):
         save_atomically(model, _TokenizerThatDiesMidSave(), target)
     assert list(target.parent.iterdir()) == []
+
+
+def test_temp_folders_left_by_a_killed_conversion_are_removed_later(tmp_path: Path) -> None:
+    import os
+    import time
+
+    target = tmp_path / "SmolLM2-135M-Instruct-123"
+    stale, live = tmp_path / f".{target.name}.tmp-old", tmp_path / f".{target.name}.tmp-new"
+    other = tmp_path / ".another-model.tmp-old"
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    hours_ago = time.time() - 2 * 3600
+    for folder in (stale, other):
+        os.utime(folder, (hours_ago, hours_ago))
+    remove_stale_temps(target)
+    assert not stale.exists(), "a conversion killed hours ago left it"
+    assert live.exists(), "a conversion may be running in another process right now"
+    assert other.exists(), "only this model's temp folders are touched"
 
 
 @pytest.mark.slow
