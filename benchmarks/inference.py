@@ -167,11 +167,9 @@ def generate_batch(backend: Backend, reqs: list[GenerationRequest]) -> list[int]
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=p.max_new_tokens,
                              repetition_penalty=p.repetition_penalty, pad_token_id=pad, **_sampling(p))
-    eos = model.generation_config.eos_token_id
-    ends = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
     counts = []
     for row in out[:, width:].tolist():
-        stop = next((i for i, token in enumerate(row) if token in ends), None)
+        stop = next((i for i, token in enumerate(row) if token in backend.eos_ids), None)
         counts.append(len(row) if stop is None else stop + 1)
     return counts
 

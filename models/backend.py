@@ -112,7 +112,7 @@ class Backend:
         self.device = str(first.device)
         self.dtype = str(first.dtype).removeprefix("torch.")
         self.max_context = self._context_length(model.config)
-        self._eos = self._eos_ids(model, tokenizer)
+        self.eos_ids = self._eos_ids(model, tokenizer)  # a row ends when it picks one of these
         # transformers 5.2x renamed the forward argument; the cache object is updated in place either way.
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self._rows: list[_Row] = []  # rows in the cache, in batch order
@@ -302,7 +302,7 @@ class Backend:
         token = row.sampler.choose(scores, torch.tensor([row.seen]))
         row.seen.append(token)
         row.generated += 1
-        if token in self._eos:
+        if token in self.eos_ids:
             row.finish_reason = "eos"
         else:
             row.pending.append(row.decoder.push(token))

@@ -164,9 +164,9 @@ def save_atomically(model: Any, tokenizer: Any, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_stale_temps(target: Path, max_age_s: float = STALE_TEMP_S, now: float | None = None) -> None:
+def remove_stale_temps(target: Path, max_age_s: float = STALE_TEMP_S) -> None:
     """Delete temp folders of ``target`` that a killed conversion left (older than any live one can be)."""
-    now = time.time() if now is None else now
+    now = time.time()
     for folder in target.parent.glob(f".{target.name}.tmp-*"):
         try:
             if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
