@@ -1,8 +1,7 @@
-"""The synchronous model side of the engine: a KV-cached decode loop that rows join and leave at any step."""
+"""The in-process model as a ``Backend``: a batch of rows decoded together, rows join and leave at any step."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,11 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache
 
 from models.detokenize import IncrementalDecoder
-from models.sampling import RowSampler
+from models.protocol import Progress, RowSpec, RowStart, RowUpdate, Work
+from models.sampling import BatchSampler, row_settings
+from models.slots import SlotCache
 from models.types import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -23,40 +23,8 @@ DEFAULT_CONTEXT = 2048  # when the config names no maximum length
 
 
 @dataclass(frozen=True)
-class RowSpec:
-    """One sequence to generate: a (request, variant) pair."""
-
-    row_id: int  # unique per (request, variant), assigned by the engine
-    prompt: str
-    params: GenerationParams  # params.seed is already resolved (never None here)
-    variant: int  # 0-based; the row's RNG is seeded from (seed, variant)
-
-
-@dataclass(frozen=True)
-class RowStart:
-    """What ``add`` did with a row; a row with ``error`` was refused and is not in the batch."""
-
-    row_id: int
-    prompt_tokens: int
-    truncated: bool
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class RowUpdate:
-    """Progress of one row after a step."""
-
-    row_id: int
-    text: str  # newly decoded text since the last update ("" while a multi-byte char is incomplete)
-    tokens: int  # completion tokens so far
-    finished: bool
-    finish_reason: str | None = None  # "eos" | "length"
-
-
-@dataclass(frozen=True)
 class ThreadPlan:
-    """Torch threads for decode steps (a few tokens: leave a core to the event loop) and for prefill
-    (many prompt tokens at once: compute-bound, gains from every core)."""
+    """Torch threads for decode steps and for prefill (many prompt tokens at once: compute-bound)."""
 
     decode: int
     prefill: int
@@ -64,38 +32,26 @@ class ThreadPlan:
 
 @dataclass
 class _Row:
-    """Mutable decode state of one row."""
+    """Host-side state of one running row (its keys and values live in the ``SlotCache``)."""
 
     spec: RowSpec
-    sampler: RowSampler
     decoder: IncrementalDecoder
-    seen: list[int]  # prompt + generated ids (the repetition penalty looks at all of them)
     generated: int = 0
     pending: list[str] = field(default_factory=list)  # text not yet reported
     finish_reason: str | None = None
-
-    @property
-    def last_token(self) -> int:
-        return self.seen[-1]
+    error: str | None = None
 
 
-def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    """Zero-pad ``tensor`` on the left of ``dim`` up to ``length``."""
-    missing = length - tensor.shape[dim]
-    if missing <= 0:
-        return tensor
-    pad = [0, 0] * (tensor.dim() - 1 - (dim % tensor.dim())) + [missing, 0]
-    return F.pad(tensor, pad)
-
-
-class Backend:
+class TorchBackend:
     """Owns the model; every method must be called from the same single thread.
 
-    The running batch is a KV cache, a [rows, columns] attention mask (0 = padding) and
-    one not-yet-fed token per row. New rows are prefilled on their own, then their cache
-    is left-padded or the batch's is, and the two are concatenated on the batch dim.
-    Finished or removed rows are dropped with an index select; padding columns every row
-    has are trimmed, so a long-lived batch does not grow without bound.
+    Rows run in a ``SlotCache`` (preallocated keys/values, one slot per row). New rows are
+    prefilled together, left-padded, then copied into free slots; their first token is chosen
+    from the prefill's logits and its text reported at once. A decode step feeds every row's
+    last token at its own position, samples the whole batch in one pass (``BatchSampler``) and
+    syncs with the host once (the chosen ids, for the text). Finished rows leave by moving the
+    last row into their slot. Per-row faults (unusable scores, a tokenizer or detokenizer error)
+    fail that row alone; a forward that raises leaves the running rows as they were.
     """
 
     def __init__(
@@ -113,12 +69,16 @@ class Backend:
         self.dtype = str(first.dtype).removeprefix("torch.")
         self.max_context = self._context_length(model.config)
         self.eos_ids = self._eos_ids(model, tokenizer)  # a row ends when it picks one of these
-        # transformers 5.2x renamed the forward argument; the cache object is updated in place either way.
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self._rows: list[_Row] = []  # rows in the cache, in batch order
-        self._finished_early: list[_Row] = []  # finished at prefill, never entered the cache
-        self._cache: DynamicCache | None = None
-        self._mask: torch.Tensor | None = None
+        self._eos = torch.tensor(sorted(self.eos_ids) or [-1], device=self._device)
+        self._vocab = int(model.get_output_embeddings().weight.shape[0])
+        self._float_mask = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
+        self._slots: SlotCache | None = None
+        self._sampler = BatchSampler(self._vocab, self._device)
+        self._rows: list[_Row] = []  # running rows, in slot order
+        self._settings: list[Any] = []  # their sampling settings, in slot order
+        self._next = torch.zeros(0, dtype=torch.long, device=self._device)  # each row's token to feed
+        self._seen = torch.zeros((0, self._vocab), dtype=torch.bool, device=self._device)
+        self._reports: list[_Row] = []  # rows that finished outside a step, to report next
 
     @staticmethod
     def _context_length(config: Any) -> int:
@@ -139,11 +99,41 @@ class Backend:
                 ids.update(v for v in value if isinstance(v, int))
         return frozenset(ids)
 
-    # ----- public API -------------------------------------------------------------
+    # ----- the protocol -----------------------------------------------------------
+
+    def iterate(self, work: Work) -> Progress:
+        """Drop ``work.remove``; then prefill ``work.add`` if any, else decode one step."""
+        if work.remove:
+            self.remove(work.remove)
+        if work.add:
+            starts = self.add(work.add)
+            return Progress(starts=tuple(starts), updates=tuple(self._collect(prefill=True)))
+        stepped = bool(self._rows)
+        return Progress(updates=tuple(self.step()), stepped=stepped)
 
     def active(self) -> int:
-        """Rows still to report as finished (in the batch, or finished at prefill)."""
-        return len(self._rows) + len(self._finished_early)
+        """Rows still to report as finished (running, or finished outside a step)."""
+        return len(self._rows) + len(self._reports)
+
+    def reset(self) -> None:
+        """Drop every row and free the cache (after an error)."""
+        self._rows, self._settings, self._reports = [], [], []
+        self._next = self._next[:0]
+        self._seen = self._seen[:0]
+        if self._slots is not None:
+            self._slots.release()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def warmup(self) -> None:
+        """Run one tiny greedy generation so the first real request is not the slow one."""
+        params = GenerationParams(max_new_tokens=2, temperature=0.0, seed=0)
+        self.add([RowSpec(row_id=-1, prompt="Hello", params=params, variant=0)])
+        while self._rows:
+            self.step()
+        self.reset()
+
+    # ----- the steps the protocol is made of (public for tests) ---------------------
 
     def add(self, rows: Sequence[RowSpec]) -> list[RowStart]:
         """Tokenize and prefill ``rows``; accepted rows join the running batch.
@@ -163,43 +153,23 @@ class Backend:
         return starts
 
     def step(self) -> list[RowUpdate]:
-        """One decode step for every row; returns an update per row, finished rows leave.
+        """One decode step for every row; returns an update per row (and rows that ended before it).
 
-        If this raises, the batch is in an unknown state: call ``reset()``.
+        If this raises, every row still holds what it held before the step.
         """
-        reports = self._finished_early
-        self._finished_early = []
         if self._rows:
             with torch.inference_mode():
                 self._decode()
-            reports = reports + self._rows
-            self._drop([row for row in self._rows if row.finish_reason is not None])
-        return [self._report(row) for row in reports]
+        return self._collect(prefill=False)
 
     def take_text(self) -> list[RowUpdate]:
-        """Text chosen at prefill, reported now rather than with the next step (first text sooner)."""
-        return [self._report(row) for row in self._rows if row.pending]
+        """Text chosen at prefill and not reported yet."""
+        return self._collect(prefill=True)
 
     def remove(self, row_ids: Iterable[int]) -> None:
         """Cancel rows now; the other rows go on untouched."""
-        gone = set(row_ids)
-        self._finished_early = [row for row in self._finished_early if row.spec.row_id not in gone]
-        self._drop([row for row in self._rows if row.spec.row_id in gone])
-
-    def reset(self) -> None:
-        """Drop every row and free the cache (after an error)."""
-        self._rows, self._finished_early = [], []
-        self._cache, self._mask = None, None
-        if self._device.type == "cuda":
-            torch.cuda.empty_cache()
-
-    def warmup(self) -> None:
-        """Run one tiny greedy generation so the first real request is not the slow one."""
-        params = GenerationParams(max_new_tokens=2, temperature=0.0, seed=0)
-        self.add([RowSpec(row_id=-1, prompt="Hello", params=params, variant=0)])
-        while self.active():
-            self.step()
-        self.reset()
+        with torch.inference_mode():
+            self._remove(tuple(row_ids))
 
     # ----- adding rows ------------------------------------------------------------
 
@@ -216,7 +186,11 @@ class Backend:
             torch.set_num_threads(plan.decode)
 
     def _tokenize(self, spec: RowSpec) -> tuple[list[int], RowStart]:
-        ids = list(self.tokenizer(spec.prompt)["input_ids"])
+        try:
+            ids = list(self.tokenizer(spec.prompt)["input_ids"])
+        except Exception as exc:  # noqa: BLE001 - one prompt the tokenizer cannot read fails alone
+            log.warning("the tokenizer failed on row %s", spec.row_id, exc_info=True)
+            return [], RowStart(spec.row_id, 0, False, f"the prompt could not be read ({type(exc).__name__})")
         if not ids:
             if self.tokenizer.bos_token_id is None:
                 return ids, RowStart(spec.row_id, 0, False, "the prompt is empty")
@@ -245,102 +219,109 @@ class Backend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=1, **{self._cache_arg: cache})
-        scores = out.logits[:, -1].to(dtype=torch.float32, device="cpu")
-        rows = [self._new_row(spec, ids) for spec, ids in accepted]
-        for i, row in enumerate(rows):
-            self._advance(row, scores[i : i + 1])
-        keep = [i for i, row in enumerate(rows) if row.finish_reason is None]
-        self._finished_early += [row for row in rows if row.finish_reason is not None]
-        if keep:
-            self._merge([rows[i] for i in keep], self._select(cache, keep), mask[keep])
+                         use_cache=True, logits_to_keep=1, cache=cache)
+        # Nothing below can fail for a reason of one row's making: the batch state changes only now.
+        lengths = [len(ids) for _, ids in accepted]
+        if self._slots is None:
+            self._slots = SlotCache(self._device)
+        self._slots.admit([(layer.keys, layer.values) for layer in cache.layers], lengths)
+        new_seen = torch.zeros((len(accepted), self._vocab), dtype=torch.bool, device=self._device)
+        for i, (_, ids) in enumerate(accepted):
+            new_seen[i, torch.tensor(ids, device=self._device)] = True
+        self._seen = torch.cat([self._seen, new_seen])
+        self._rows += [self._new_row(spec, ids) for spec, ids in accepted]
+        self._settings += [row_settings(spec.params, spec.params.seed or 0, spec.variant) for spec, _ in accepted]
+        self._next = torch.cat([self._next, torch.zeros(len(accepted), dtype=torch.long, device=self._device)])
+        self._sampler.set_rows(self._settings, self._seen)
+        first = len(self._rows) - len(accepted)
+        self._advance(out.logits[:, -1], first)
 
     def _new_row(self, spec: RowSpec, ids: list[int]) -> _Row:
         assert spec.params.seed is not None, "the engine resolves the seed before add()"
-        return _Row(spec=spec, sampler=RowSampler(spec.params, spec.params.seed, spec.variant),
-                    decoder=IncrementalDecoder(self.tokenizer, ids), seen=list(ids))
-
-    def _select(self, cache: DynamicCache, keep: list[int]) -> DynamicCache:
-        if len(keep) < len(cache.layers[0].keys):
-            cache.batch_select_indices(torch.tensor(keep, device=self._device))
-        return cache
-
-    def _merge(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
-        if self._cache is None or self._mask is None:
-            self._rows, self._cache, self._mask = rows, cache, mask
-            return
-        width = max(self._mask.shape[1], mask.shape[1])
-        # Build everything first: if memory runs out half-way, the running batch is still intact.
-        merged = [
-            (torch.cat([_left_pad(mine.keys, width, -2), _left_pad(theirs.keys, width, -2)]),
-             torch.cat([_left_pad(mine.values, width, -2), _left_pad(theirs.values, width, -2)]))
-            for mine, theirs in zip(self._cache.layers, cache.layers)
-        ]
-        merged_mask = torch.cat([_left_pad(self._mask, width, -1), _left_pad(mask, width, -1)])
-        for layer, (keys, values) in zip(self._cache.layers, merged):
-            layer.keys, layer.values = keys, values
-        self._mask = merged_mask
-        self._rows = self._rows + rows
+        return _Row(spec=spec, decoder=IncrementalDecoder(self.tokenizer, ids))
 
     # ----- decoding ---------------------------------------------------------------
 
     def _decode(self) -> None:
-        assert self._cache is not None and self._mask is not None
-        tokens = torch.tensor([[row.last_token] for row in self._rows], device=self._device)
-        positions = self._mask.sum(-1, keepdim=True)
-        mask = F.pad(self._mask, (0, 1), value=1)
-        # The forward grows the cache in place: after an exception here the engine must reset().
-        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                         use_cache=True, **{self._cache_arg: self._cache})
-        self._mask = mask
-        scores = out.logits[:, -1].to(dtype=torch.float32, device="cpu")
-        for i, row in enumerate(self._rows):
-            self._advance(row, scores[i : i + 1])
+        assert self._slots is not None
+        positions, mask = self._slots.begin_decode()
+        if self._float_mask:
+            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=self._device).masked_fill(
+                ~mask, torch.finfo(self.model.dtype).min)
+        out = self.model(input_ids=self._next[:, None], attention_mask=mask, position_ids=positions,
+                         use_cache=True, cache=self._slots)
+        self._slots.end_decode()
+        self._advance(out.logits[:, -1], 0)
 
-    def _advance(self, row: _Row, scores: torch.Tensor) -> None:
-        """Choose the row's next token and record it (text, count, finish)."""
-        token = row.sampler.choose(scores, torch.tensor([row.seen]))
-        row.seen.append(token)
+    def _advance(self, logits: torch.Tensor, first: int) -> None:
+        """Choose the next token of rows ``first..`` (all rows after a step, the new ones after a prefill)."""
+        if first:
+            self._sampler.set_rows(self._settings[first:], self._seen[first:])
+        chosen, broken = self._sampler.choose(logits)
+        if first:
+            self._sampler.set_rows(self._settings, self._seen)
+        rows = torch.arange(first, first + len(chosen), device=self._device)
+        self._next[first:] = chosen
+        self._seen[rows, chosen] = True
+        picked = torch.stack([chosen, broken.long()]).tolist()  # the step's one host sync
+        for row, token, bad in zip(self._rows[first:], picked[0], picked[1]):
+            self._record(row, token, bool(bad))
+        leaving = {slot for slot, row in enumerate(self._rows) if row.finish_reason is not None}
+        if leaving:
+            self._reports += [self._rows[slot] for slot in sorted(leaving)]
+            self._drop(leaving)
+
+    def _record(self, row: _Row, token: int, broken: bool) -> None:
+        """Record one chosen token of ``row``: its text, its count, whether it ends the row."""
+        if broken:
+            row.finish_reason, row.error = "error", "the model's scores for this request were not numbers"
+            return
         row.generated += 1
-        if token in self.eos_ids:
-            row.finish_reason = "eos"
-        else:
-            row.pending.append(row.decoder.push(token))
-        if row.finish_reason is None and row.generated >= row.spec.params.max_new_tokens:
-            row.finish_reason = "length"
-        if row.finish_reason is not None:
-            row.pending.append(row.decoder.flush())
+        try:
+            if token in self.eos_ids:
+                row.finish_reason = "eos"
+            else:
+                row.pending.append(row.decoder.push(token))
+            if row.finish_reason is None and row.generated >= row.spec.params.max_new_tokens:
+                row.finish_reason = "length"
+            if row.finish_reason is not None:
+                row.pending.append(row.decoder.flush())
+        except Exception as exc:  # noqa: BLE001 - a token the tokenizer cannot decode fails its row alone
+            log.warning("decoding failed for row %s", row.spec.row_id, exc_info=True)
+            row.finish_reason, row.error = "error", f"the text could not be decoded ({type(exc).__name__})"
 
-    def _report(self, row: _Row) -> RowUpdate:
+    def _collect(self, prefill: bool) -> list[RowUpdate]:
+        """Updates for finished rows and for running rows with news (after a prefill: only rows with text)."""
+        reports, self._reports = self._reports, []
+        running = [row for row in self._rows if row.pending] if prefill else self._rows
+        return [self._report(row) for row in reports + running]
+
+    @staticmethod
+    def _report(row: _Row) -> RowUpdate:
         text = "".join(row.pending)
         row.pending.clear()
         finished = row.finish_reason is not None
-        return RowUpdate(row.spec.row_id, text, row.generated, finished, row.finish_reason)
+        return RowUpdate(row.spec.row_id, text, row.generated, finished, row.finish_reason, row.error)
 
     # ----- leaving rows -----------------------------------------------------------
 
-    def _drop(self, leaving: list[_Row]) -> None:
-        if not leaving:
-            return
-        gone = {id(row) for row in leaving}
-        keep = [i for i, row in enumerate(self._rows) if id(row) not in gone]
-        self._rows = [self._rows[i] for i in keep]
-        if not keep:
-            self._cache, self._mask = None, None
-            return
-        assert self._cache is not None and self._mask is not None
-        index = torch.tensor(keep, device=self._device)
-        self._cache.batch_select_indices(index)
-        self._mask = self._mask.index_select(0, index)
-        self._trim()
+    def _remove(self, row_ids: Sequence[int]) -> None:
+        gone = set(row_ids)
+        self._reports = [row for row in self._reports if row.spec.row_id not in gone]
+        leaving = {slot for slot, row in enumerate(self._rows) if row.spec.row_id in gone}
+        if leaving:
+            self._drop(leaving)
 
-    def _trim(self) -> None:
-        """Cut padding columns that every remaining row has on its left."""
-        assert self._cache is not None and self._mask is not None
-        shared = int((self._mask.cumsum(-1) == 0).sum(-1).min())
-        if shared == 0:
-            return
-        for layer in self._cache.layers:
-            layer.keys = layer.keys[..., shared:, :]
-            layer.values = layer.values[..., shared:, :]
-        self._mask = self._mask[:, shared:]
+    def _drop(self, leaving: set[int]) -> None:
+        assert self._slots is not None
+        order = self._slots.drop(leaving)
+        self._rows = [self._rows[i] for i in order]
+        self._settings = [self._settings[i] for i in order]
+        index = torch.tensor(order, dtype=torch.long, device=self._device)
+        self._next = self._next.index_select(0, index)
+        self._seen = self._seen.index_select(0, index)
+        self._sampler.set_rows(self._settings, self._seen)
+
+
+# The name the rest of the code base knows the in-process model by.
+Backend = TorchBackend

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from models.backend import Backend, RowSpec, RowStart, RowUpdate
 from models.errors import EngineClosed, ModelLoadError, QueueFull, TooManyPending, WorkerDied
 from models.eta import Waiting, estimate_starts
 from models.fairqueue import FairQueue
 from models.handle import RequestHandle
-from models.loader import load_backend
+from models.meter import Meter
 from models.params import draw_seed, validate_request
+from models.protocol import Backend, Progress, RowSpec, RowStart, RowUpdate, Work
 from models.types import (
     Cancelled,
     Delta,
@@ -40,7 +41,6 @@ T = TypeVar("T")
 BackendFactory = Callable[[EngineConfig, Callable[[str], None]], Backend]
 Batching = Literal["continuous", "static"]
 
-EWMA_ALPHA = 0.3  # weight of the newest step in the throughput and step-time averages
 ETA_MIN_CHANGE_S = 2.0  # resend Queued when the ETA moves by more than this (or 25 %)
 BURST_MAX_GAPS = 10  # an idle engine gathers a burst for at most this many batch_wait_s gaps
 
@@ -48,6 +48,12 @@ BURST_MAX_GAPS = 10  # an idle engine gathers a burst for at most this many batc
 def _is_oom(exc: BaseException) -> bool:
     """CUDA out-of-memory, without importing torch where it is not loaded."""
     return any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__)
+
+
+def _default_factory(config: EngineConfig, progress: Callable[[str], None]) -> Backend:
+    from models.loader import load_backend  # torch is imported on the inference thread, when first needed
+
+    return load_backend(config, progress)
 
 
 @dataclass(eq=False)
@@ -67,6 +73,7 @@ class _Job:
     tokens: list[int] = field(default_factory=list)
     rows_left: int = 0
     retried: bool = False
+    solo: bool = False  # retried after a failure it shared with others: runs alone, to find the culprit
     announced: bool = False  # Started was sent (not again on a retry)
     last_queued: Queued | None = None
 
@@ -89,20 +96,75 @@ class _Job:
         self.texts, self.tokens = [""] * n, [0] * n
 
 
+class _Rows:
+    """The running batch as the engine sees it: which backend row serves which job, and what to drop."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity  # rows that may run at once (halved after running out of memory)
+        self.live: dict[int, tuple[_Job, int]] = {}  # row id -> (job, variant)
+        self.in_backend: set[int] = set()  # rows the backend holds (live, or dropped and not yet removed)
+        self._to_remove: set[int] = set()
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def new(self, job: _Job, variant: int) -> int:
+        row_id, self._next = self._next, self._next + 1
+        self.live[row_id] = (job, variant)
+        self.in_backend.add(row_id)
+        return row_id
+
+    def jobs(self) -> list[_Job]:
+        """Running jobs, in the order they joined."""
+        return list(dict.fromkeys(job for job, _ in self.live.values()))
+
+    def forget(self, job: _Job) -> None:
+        """``job`` ended: its rows leave the batch at the next iteration."""
+        for row_id in job.row_ids:
+            if self.live.pop(row_id, None) is not None and row_id in self.in_backend:
+                self._to_remove.add(row_id)
+
+    def discard(self, job: _Job) -> None:
+        """``job``'s rows never made it into the backend (a failed admission): forget them."""
+        for row_id in job.row_ids:
+            self.live.pop(row_id, None)
+            self.in_backend.discard(row_id)
+
+    def left_backend(self, row_ids: Iterable[int]) -> None:
+        self.in_backend.difference_update(row_ids)
+
+    def take_removals(self) -> tuple[int, ...]:
+        rows = tuple(sorted(self._to_remove & self.in_backend))
+        self._to_remove.clear()
+        return rows
+
+    def has_removals(self) -> bool:
+        return bool(self._to_remove & self.in_backend)
+
+    def clear(self) -> None:
+        """The backend was reset: no row runs any more."""
+        self.live.clear()
+        self.in_backend.clear()
+        self._to_remove.clear()
+
+
 class Engine:
     """Queue, admission, streaming and fault handling around one ``Backend``.
 
     Every method is called from the event loop's thread. One worker task owns the backend and
-    runs each backend call in a single executor thread, so the loop never blocks. Between decode
-    steps the worker admits waiting requests into the running batch (iteration-level batching,
-    ``batching="continuous"``); ``"static"`` admits only when the batch is empty (for benchmarks).
+    makes one call into a single executor thread per iteration (``Backend.iterate``: drop rows,
+    then admit new ones or decode a step), so the loop never blocks and only that thread ever
+    touches the model. Between decode steps the worker admits waiting requests into the running
+    batch (iteration-level batching, ``batching="continuous"``); ``"static"`` admits only when
+    the batch is empty (for benchmarks).
     """
 
     def __init__(
         self,
         config: EngineConfig,
         *,
-        backend_factory: BackendFactory = load_backend,
+        backend_factory: BackendFactory = _default_factory,
         progress: Callable[[str], None] = lambda message: None,
         clock: Callable[[], float] = time.monotonic,
         batching: Batching = "continuous",
@@ -113,28 +175,25 @@ class Engine:
         self._clock = clock
         self._batching = batching
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._inflight: concurrent.futures.Future[Any] | None = None
+        self._inflight: asyncio.Future[Any] | None = None
         self._backend: Backend | None = None
         self._worker: asyncio.Task[None] | None = None
         self._queue: FairQueue[_Job] = FairQueue(key=lambda job: job.user_key)
         self._jobs: dict[RequestHandle, _Job] = {}  # queued and running
         self._pending_per_user: Counter[str] = Counter()
-        self._rows: dict[int, tuple[_Job, int]] = {}  # row id -> (job, variant) for live rows
-        self._in_backend: set[int] = set()
-        self._to_remove: set[int] = set()
-        self._next_row = 0
-        self._capacity = config.max_batch_size
+        self._rows = _Rows(config.max_batch_size)
+        self._meter = Meter()
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._accepting = False
         self._stopping = False
         self._closed = False
         self._dead: BaseException | None = None
-        self._step_s: float | None = None
-        self._tokens_per_s: float | None = None
-        self._unmeasured_s = 0.0  # prefill time to charge to the next step's measurement
-        self._completed = 0
         self._started_at = 0.0
+
+    @property
+    def _capacity(self) -> int:
+        return self._rows.capacity
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -181,10 +240,8 @@ class Engine:
             self._finish(job, Failed("the bot is shutting down", code="shutdown"))
         if self._jobs and grace_s > 0:
             self._settled.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), grace_s)
-            except asyncio.TimeoutError:
-                pass
         for job in list(self._jobs.values()):
             self._finish(job, Failed("the bot is shutting down", code="shutdown"))
 
@@ -198,8 +255,8 @@ class Engine:
         self._wake.set()
         if self._worker is not None:
             await asyncio.wait([self._worker])
-        while self._inflight is not None and not self._inflight.done():
-            await asyncio.sleep(0.01)  # a call the dead worker left running
+        if self._inflight is not None:
+            await asyncio.wait([self._inflight])  # a call the dead worker left running
         if self._backend is not None and self._dead is None:
             try:
                 await self._call(self._backend.reset)
@@ -243,9 +300,9 @@ class Engine:
             dtype=backend.dtype if backend else self._config.dtype,
             queue_length=len(self._queue),
             running=len(self._rows),
-            tokens_per_s=self._tokens_per_s,
+            tokens_per_s=self._meter.tokens_per_s,
             started_at=self._started_at,
-            completed=self._completed,
+            completed=self._meter.completed,
         )
 
     def eta_for_new(self) -> float | None:
@@ -274,22 +331,16 @@ class Engine:
         if job.timer is not None:
             job.timer.cancel()
         was_queued = self._queue.remove(job)
-        for row_id in job.row_ids:
-            if self._rows.pop(row_id, None) is not None and row_id in self._in_backend:
-                self._to_remove.add(row_id)
+        self._rows.forget(job)
         job.handle._emit(event)
         if isinstance(event, Done):
-            self._completed += 1
+            self._meter.completed += 1
         log.debug("request %s ended: %s", job.request.request_id, type(event).__name__)
         if was_queued:
             self._publish_positions()
         if not self._jobs:
             self._settled.set()
         self._wake.set()
-
-    def _fail_all(self, reason: str, code: Any) -> None:
-        for job in list(self._jobs.values()):
-            self._finish(job, Failed(reason, code=code))
 
     def _worker_exited(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
@@ -299,29 +350,27 @@ class Engine:
         self._accepting = False
         log.error("inference worker died; failing every waiting request", exc_info=error)
         self._queue.drain()
-        self._fail_all("the inference worker stopped unexpectedly", "worker_died")
+        for job in list(self._jobs.values()):
+            self._finish(job, Failed("the inference worker stopped unexpectedly", code="worker_died"))
 
     # -- the worker -------------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run one backend call in the executor thread without blocking the loop."""
         assert self._executor is not None
-        future = self._executor.submit(fn, *args)
+        future = asyncio.wrap_future(self._executor.submit(fn, *args))
         self._inflight = future
-        return await asyncio.wrap_future(future)
+        return await future
 
     async def _work(self) -> None:
-        while True:
-            await self._remove_dropped()
-            if self._stopping:
-                return
+        while not self._stopping:
             if self._queue and not self._rows:
                 await self._gather_burst()
-            await self._admit()
-            if self._rows:
-                await self._step()
+            batch = self._take_batch()
+            if batch or self._rows or self._rows.has_removals():
+                await self._iterate(batch)
                 self._publish_positions()
-            elif not self._queue and not self._to_remove:
+            elif not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
 
@@ -343,58 +392,60 @@ class Engine:
             seen = len(self._queue)
             await asyncio.sleep(gap)
 
-    async def _remove_dropped(self) -> None:
-        rows = sorted(self._to_remove & self._in_backend)
-        self._to_remove.clear()
-        if not rows:
-            return
-        assert self._backend is not None
-        await self._guarded(self._backend.remove, rows, jobs=self._running_jobs(), reset_after=True)
-        self._in_backend.difference_update(rows)
-
-    async def _admit(self) -> None:
-        batch = self._take_batch()
-        if not batch:
-            return
-        self._publish_positions()
-        specs: list[RowSpec] = []
-        taken = self._clock()
-        for job in batch:
-            job.started = taken if job.started is None else job.started  # queue time ends here
-            job.row_ids = tuple(self._new_row(job, v) for v in range(job.params.variants))
-            job.rows_left = len(job.row_ids)
-            specs += [RowSpec(r, job.request.prompt, job.params, v) for v, r in enumerate(job.row_ids)]
-        began = self._clock()
-        assert self._backend is not None
-        starts = await self._guarded(self._backend.add, specs, jobs=batch, reset_after=False)
-        self._unmeasured_s += self._clock() - began
-        if starts is None:
-            return
-        self._start_jobs(batch, starts)
-        # The first token was chosen at prefill: show it now instead of after the next step.
-        first = await self._guarded(self._backend.take_text, jobs=batch, reset_after=False)
-        for update in first or ():
-            self._apply(update)
-
     def _take_batch(self) -> list[_Job]:
-        """Pop queued jobs (fair order) that fit in the free rows; a wide job may fill an empty batch."""
-        if self._batching == "static" and self._rows:
+        """Pop queued jobs (fair order) that fit in the free rows; a wide or solo job runs in an empty batch."""
+        running = self._rows.jobs()
+        if (self._batching == "static" and running) or any(job.solo for job in running):
             return []
         batch: list[_Job] = []
         free = self._capacity - len(self._rows)
         while (job := self._queue.peek()) is not None:
+            if job.solo:
+                if not running and not batch:
+                    batch.append(self._queue.pop())
+                break
             rows = job.params.variants
-            if rows > free and (self._rows or batch):
+            if rows > free and (running or batch):
                 break
             batch.append(self._queue.pop())
             free -= rows
         return batch
 
-    def _new_row(self, job: _Job, variant: int) -> int:
-        row_id, self._next_row = self._next_row, self._next_row + 1
-        self._rows[row_id] = (job, variant)
-        self._in_backend.add(row_id)
-        return row_id
+    async def _iterate(self, batch: list[_Job]) -> None:
+        """One call into the backend: drop ended rows, then admit ``batch`` or decode one step."""
+        assert self._backend is not None
+        specs = self._assign_rows(batch)
+        if batch:
+            self._publish_positions()
+        work = Work(remove=self._rows.take_removals(), add=tuple(specs))
+        began = self._clock()
+        try:
+            progress: Progress = await self._call(self._backend.iterate, work)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._rows.left_backend(work.remove)
+            # A failed admission leaves the running rows as they were; a failed step, nobody knows.
+            await self._recover(exc, batch or self._rows.jobs(), reset=not batch)
+            return
+        elapsed = self._clock() - began
+        self._rows.left_backend(work.remove)
+        self._start_jobs(batch, progress.starts)
+        tokens = sum(self._apply(update) for update in progress.updates)
+        if progress.stepped:
+            self._meter.step(elapsed, tokens)
+        else:
+            self._meter.prefill(elapsed)
+
+    def _assign_rows(self, batch: Sequence[_Job]) -> list[RowSpec]:
+        specs: list[RowSpec] = []
+        taken = self._clock()
+        for job in batch:
+            job.started = taken if job.started is None else job.started  # queue time ends here
+            job.row_ids = tuple(self._rows.new(job, v) for v in range(job.params.variants))
+            job.rows_left = len(job.row_ids)
+            specs += [RowSpec(r, job.request.prompt, job.params, v) for v, r in enumerate(job.row_ids)]
+        return specs
 
     def _start_jobs(self, batch: Sequence[_Job], starts: Sequence[RowStart]) -> None:
         by_row = {s.row_id: s for s in starts}
@@ -403,7 +454,7 @@ class Engine:
             refused = [s.error for s in row_starts if s.error] + (
                 ["the model did not take this request"] if len(row_starts) < len(job.row_ids) else []
             )
-            self._in_backend.difference_update(s.row_id for s in row_starts if s.error)
+            self._rows.left_backend(s.row_id for s in row_starts if s.error)
             if job.handle.done:
                 continue
             if refused:
@@ -415,26 +466,18 @@ class Engine:
                 job.announced = True
                 job.handle._emit(Started(job.handle.seed, job.prompt_tokens, job.truncated))
 
-    async def _step(self) -> None:
-        assert self._backend is not None
-        began = self._clock()
-        updates = await self._guarded(self._backend.step, jobs=self._running_jobs(), reset_after=True)
-        if updates is None:
-            self._unmeasured_s = 0.0
-            return
-        elapsed = self._clock() - began + self._unmeasured_s
-        self._unmeasured_s = 0.0
-        tokens = sum(self._apply(update) for update in updates)
-        self._measure(elapsed, tokens)
-
     def _apply(self, update: RowUpdate) -> int:
         """Deliver one row's update; returns how many new tokens it brought."""
         if update.finished:
-            self._in_backend.discard(update.row_id)
-        entry = self._rows.get(update.row_id)
+            self._rows.left_backend([update.row_id])
+        entry = self._rows.live.get(update.row_id)
         if entry is None:
-            return 0  # cancelled or timed out while the step ran
+            return 0  # cancelled or timed out while the iteration ran
         job, variant = entry
+        if update.error is not None:
+            log.warning("request %s failed alone: %s", job.request.request_id, update.error)
+            self._finish(job, Failed(f"generation failed: {update.error}", code="error"))
+            return 0
         new_tokens = max(0, update.tokens - job.tokens[variant])
         job.tokens[variant] = update.tokens
         job.texts[variant] += update.text
@@ -443,7 +486,7 @@ class Engine:
             job.handle._emit(Delta(variant, text[job.emitted[variant]:]))
             job.emitted[variant] = len(text)
         if update.finished:
-            del self._rows[update.row_id]
+            del self._rows.live[update.row_id]
             job.rows_left -= 1
             if job.rows_left == 0:
                 self._finish(job, Done(self._result(job)))
@@ -462,77 +505,39 @@ class Engine:
             prompt_truncated=job.truncated,
         )
 
-    def _measure(self, elapsed: float, tokens: int) -> None:
-        if elapsed <= 0:
-            return
-        rate = tokens / elapsed
-        if self._step_s is None or self._tokens_per_s is None:
-            self._step_s, self._tokens_per_s = elapsed, rate
-            return
-        self._step_s += EWMA_ALPHA * (elapsed - self._step_s)
-        self._tokens_per_s += EWMA_ALPHA * (rate - self._tokens_per_s)
-
-    def _running_jobs(self) -> list[_Job]:
-        return list(dict.fromkeys(job for job, _ in self._rows.values()))
-
     # -- faults -----------------------------------------------------------------------------
 
-    async def _guarded(
-        self, fn: Callable[..., T], *args: Any, jobs: Sequence[_Job], reset_after: bool
-    ) -> T | None:
-        """Run a backend call; on failure end (or retry) ``jobs`` only and return None."""
-        try:
-            return await self._call(fn, *args)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("backend %s failed for %d request(s)", fn.__name__, len(jobs), exc_info=exc)
-            if _is_oom(exc):
-                await self._recover_oom(jobs)
-            else:
-                await self._recover_error(exc, jobs, reset_after)
-            return None
+    async def _recover(self, exc: Exception, affected: Sequence[_Job], reset: bool) -> None:
+        """An iteration failed for every row it touched (``affected``): retry each of them once.
 
-    async def _recover_error(self, exc: Exception, jobs: Sequence[_Job], reset_after: bool) -> None:
+        After a failed step the backend is reset; after a failed admission only the newcomers
+        are dropped.
+        Out of memory halves the batch. Any other fault shared by several requests retries each
+        alone (``solo``), so a request that breaks the batch fails by itself and its batch-mates
+        finish as they would have. A retry resumes its stream without repeating text (same seed,
+        same tokens); a request that fails again fails.
+        """
+        oom = _is_oom(exc)
+        jobs = [job for job in dict.fromkeys(affected) if not job.handle.done]
+        log.error("backend iteration failed for %d request(s)", len(jobs), exc_info=exc)
+        assert self._backend is not None
+        width = sum(job.params.variants for job in jobs) + (0 if reset else len(self._rows))
+        if reset:
+            await self._call(self._backend.reset)  # state unknown: start clean; if this fails, the worker dies
+            self._rows.clear()
         for job in jobs:
-            self._finish(job, Failed(f"generation failed ({type(exc).__name__})", code="error"))
-        rows = sorted(self._to_remove & self._in_backend)
-        self._to_remove.clear()
-        assert self._backend is not None
-        if reset_after or not self._rows:
-            await self._call(self._backend.reset)  # state unknown: start clean
-            self._in_backend.clear()
-            return
-        try:
-            await self._call(self._backend.remove, rows)
-            self._in_backend.difference_update(rows)
-        except Exception:
-            log.exception("could not drop the failed rows; resetting the whole batch")
-            self._fail_running("generation failed (the batch had to be reset)")
-            await self._call(self._backend.reset)
-            self._in_backend.clear()
-
-    def _fail_running(self, reason: str) -> None:
-        for job in self._running_jobs():
-            self._finish(job, Failed(reason, code="error"))
-
-    async def _recover_oom(self, jobs: Sequence[_Job]) -> None:
-        """Free the memory, halve the batch, retry each affected request once."""
-        affected = list(dict.fromkeys([*self._running_jobs(), *jobs]))
-        width = sum(job.params.variants for job in affected)
-        assert self._backend is not None
-        await self._call(self._backend.reset)
-        self._in_backend.clear()
-        self._to_remove.clear()
-        self._capacity = max(1, min(self._capacity, width) // 2)
-        log.warning("out of memory with %d rows; batch size now %d", width, self._capacity)
-        for job in sorted(affected, key=lambda j: j.submitted):
-            for row_id in job.row_ids:
-                self._rows.pop(row_id, None)
-            if job.retried or job.handle.done:
-                self._finish(job, Failed("out of memory; try fewer tokens or variants", code="oom"))
+            self._rows.discard(job)
+        self._meter.forget_prefill()
+        if oom:
+            self._rows.capacity = max(1, min(self._rows.capacity, max(width, 1)) // 2)
+            log.warning("out of memory with %d rows; batch size now %d", width, self._rows.capacity)
+        for job in sorted(jobs, key=lambda j: j.submitted):
+            if job.retried:
+                reason = ("out of memory; try fewer tokens or variants" if oom
+                          else f"generation failed ({type(exc).__name__})")
+                self._finish(job, Failed(reason, code="oom" if oom else "error"))
                 continue
-            job.retried = True
+            job.retried, job.solo = True, not oom and len(jobs) > 1
             job.reset_rows()
             self._queue.push_urgent(job)
 
@@ -544,9 +549,9 @@ class Engine:
         if extra is not None:
             waiting.append(extra)
         running_left = [
-            max(1, job.params.max_new_tokens - job.tokens[variant]) for job, variant in self._rows.values()
+            max(1, job.params.max_new_tokens - job.tokens[variant]) for job, variant in self._rows.live.values()
         ]
-        return estimate_starts(running_left, waiting, self._capacity, self._step_s)
+        return estimate_starts(running_left, waiting, self._capacity, self._meter.step_s)
 
     def _publish_positions(self) -> None:
         order = self._queue.order()

@@ -6,14 +6,15 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
-from models.backend import RowSpec, RowStart, RowUpdate
+from models.protocol import Progress, RowSpec, RowStart, RowUpdate, Work
 
 
 class FakeBackend:
     """Implements the Backend protocol; each step gives every row the word ``w<seed+variant+n>``.
 
     ``fail_next[kind]`` (kind: add, step, remove) is raised by the next call of that kind;
-    ``fail_on_step[n]`` by the n-th step.
+    ``fail_on_step[n]`` by the n-th step; a prompt in ``poison`` makes every prefill and every
+    step it takes part in raise (a request that breaks whatever batch it is in).
     ``gate`` (set by default) is waited on at the start of each step, so a test can hold the
     worker mid-batch. ``calls`` records (kind, row ids) for every call.
     """
@@ -34,6 +35,16 @@ class FakeBackend:
         self.gate.set()
         self.refuse: set[str] = set()  # prompts whose rows add() refuses
         self.added_prompts: list[str] = []  # one entry per accepted row, in order
+        self.poison: set[str] = set()
+
+    def iterate(self, work: Work) -> Progress:
+        if work.remove:
+            self.remove(work.remove)
+        if work.add:
+            return Progress(starts=tuple(self.add(work.add)))
+        if not self.rows:
+            return Progress()
+        return Progress(updates=tuple(self.step()), stepped=True)
 
     @staticmethod
     def word(spec: RowSpec, n: int) -> str:
@@ -50,6 +61,8 @@ class FakeBackend:
     def add(self, rows: Sequence[RowSpec]) -> list[RowStart]:
         self.calls.append(("add", tuple(r.row_id for r in rows)))
         self._maybe_fail("add")
+        if any(spec.prompt in self.poison for spec in rows):
+            raise RuntimeError("poisoned prefill")
         starts = []
         for spec in rows:
             if spec.prompt in self.refuse:
@@ -68,6 +81,8 @@ class FakeBackend:
         self._maybe_fail("step")
         if self.steps in self.fail_on_step:
             raise self.fail_on_step.pop(self.steps)
+        if any(spec.prompt in self.poison for spec, _ in self.rows.values()):
+            raise RuntimeError("poisoned step")
         updates = []
         for row_id, state in list(self.rows.items()):
             spec, n = state

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.backend import Backend, RowSpec, RowStart, ThreadPlan
+from models.backend import Backend, ThreadPlan
+from models.protocol import RowSpec, RowStart
 from models.detokenize import IncrementalDecoder
 from models.loader import load_backend
 from models.types import EngineConfig, GenerationParams

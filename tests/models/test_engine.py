@@ -279,31 +279,50 @@ async def test_cancel_running_stops_it_and_batch_mates_go_on() -> None:
 # -- faults -------------------------------------------------------------------------------------
 
 
-async def test_a_failing_step_fails_its_batch_only_and_the_worker_goes_on() -> None:
+async def test_a_step_that_fails_once_is_retried_and_every_request_finishes() -> None:
     backend = FakeBackend()
     backend.gate.clear()
-    async with Engine(config(max_batch_size=1), backend_factory=factory(backend)) as engine:
-        doomed = engine.submit(req(user="a"))
-        await until(lambda: backend.active() == 1)
-        later = engine.submit(req(user="b"))
+    async with Engine(config(max_batch_size=2), backend_factory=factory(backend)) as engine:
+        first, second = engine.submit(req(user="a", seed=1)), engine.submit(req(user="b", seed=2))
+        await until(lambda: backend.active() == 2)
         backend.fail_next["step"] = RuntimeError("boom")
         backend.gate.set()
-        doomed_end, later_end = await doomed.wait(), await later.wait()
-        assert isinstance(doomed_end, Failed) and doomed_end.code == "error"
-        assert "boom" not in doomed_end.reason  # internals stay in the log
-        assert isinstance(later_end, Done)
+        ends = [await first.wait(), await second.wait()]
+        assert ("reset", ()) in backend.calls
+        assert [e.result.texts for e in ends if isinstance(e, Done)] == [
+            (backend.expected(1, 0, 5),), (backend.expected(2, 0, 5),)]
         assert isinstance(await engine.submit(req(user="c")).wait(), Done)
 
 
-async def test_a_failing_add_fails_only_the_joining_requests() -> None:
+async def test_a_request_that_breaks_every_batch_fails_alone_and_its_batch_mates_finish() -> None:
+    backend = FakeBackend()
+    backend.poison.add("poison")
+    backend.gate.clear()
+    async with Engine(config(max_batch_size=4), backend_factory=factory(backend)) as engine:
+        mates = [engine.submit(req(user=f"u{i}", seed=10 * i)) for i in range(3)]
+        bad = engine.submit(req(prompt="poison", user="x"))
+        backend.gate.set()
+        bad_end = await bad.wait()
+        mate_ends = [await h.wait() for h in mates]
+    assert isinstance(bad_end, Failed) and bad_end.code == "error" and "poison" not in bad_end.reason
+    assert [e.result.texts for e in mate_ends if isinstance(e, Done)] == [
+        (backend.expected(10 * i, 0, 5),) for i in range(3)]
+
+
+async def test_a_failing_add_leaves_the_running_rows_alone_and_retries_the_newcomers() -> None:
     backend = FakeBackend(step_delay=0.01)
+    backend.poison.add("poison")
     async with Engine(config(), backend_factory=factory(backend)) as engine:
         running = engine.submit(req(user="a", tokens=30, seed=5))
         await until(lambda: backend.active() == 1)
         backend.fail_next["add"] = ValueError("bad prefill")
-        joining = engine.submit(req(user="b"))
-        joining_end, running_end = await joining.wait(), await running.wait()
-    assert isinstance(joining_end, Failed) and joining_end.code == "error"
+        joining = engine.submit(req(user="b", seed=6))
+        joining_end = await joining.wait()
+        poisoned = await engine.submit(req(prompt="poison", user="c")).wait()
+        running_end = await running.wait()
+    assert [kind for kind, _ in backend.calls].index("reset") == len(backend.calls) - 1  # only at close
+    assert isinstance(joining_end, Done) and joining_end.result.texts == (backend.expected(6, 0, 5),)
+    assert isinstance(poisoned, Failed) and poisoned.code == "error"
     assert isinstance(running_end, Done) and running_end.result.texts == (backend.expected(5, 0, 30),)
 
 
