@@ -1,15 +1,17 @@
-"""End-to-end benchmark: the real bot through the fake Discord against one ``model.generate`` per request.
+"""End-to-end benchmark: the real bot through the fake Discord, against the engine alone and the seed's ``generate``.
 
 Run from the repository root:  .venv/bin/python benchmarks/e2e.py [--json]
-Smoke run (seconds):          .venv/bin/python benchmarks/e2e.py --requests 3 --max-tokens 6
+Smoke run (seconds):          .venv/bin/python benchmarks/e2e.py --requests 3 --max-tokens 4
 
-The bot (``bot.runner.serve``: discord.py, job manager, engine, SQLite) runs in this process against
-``tests.fakediscord`` on 127.0.0.1; each request is a ``/continue`` from a different member, greedy,
-with the same prompts and ``--max-tokens`` as the baseline (``benchmarks/inference.py``'s seed-system
-method: one ``model.generate`` per request, in arrival order, on the same loaded model). Scenarios: a
-burst of ``--requests`` at once, and staggered arrivals (one every ``--interval`` s).
+Each (scenario, method) runs in its own fresh Python process that loads the model itself (see
+``benchmarks/inference.py``): ``seed`` (one ``model.generate`` per request, main thread, torch's
+default threads), ``engine`` (the engine alone, the app's defaults) and ``bot``: the bot
+(``bot.runner.serve``: discord.py, job manager, engine, SQLite) in a process of its own against
+``tests.fakediscord`` on 127.0.0.1, each request a greedy ``/continue`` from a different member
+with the same prompts and ``--max-tokens``. Scenarios: a burst of ``--requests`` at once,
+staggered arrivals (one every ``--interval`` s) and a single request.
 
-What is measured, per request (times from the INTERACTION_CREATE being sent):
+What is measured for the bot, per request (times from the INTERACTION_CREATE being sent):
   latency     until the final message version (the one with the ``-# #id · seed · tokens`` footer);
   defer       until the interaction callback (``FakeInteraction.response_time``);
   first text  until the first message version showing generated words beyond the bold prompt
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import re
 import sys
 import tempfile
@@ -37,27 +40,21 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
-
-from benchmarks._common import (  # noqa: E402
-    LoopLagTicker, format_table, percentile, ratio_and_target_lines, run_model_benchmark,
-)
+from benchmarks._common import LoopLagTicker, emit, format_table, percentile  # noqa: E402
 from benchmarks.inference import (  # noqa: E402
-    PROMPTS, RunResult, Sample, arrivals, generate_once, ratios, requests_for, run_baseline,
+    PROMPTS, RunResult, Sample, arrivals, child, compare,
 )
 from bot import render  # noqa: E402
 from bot.app import ContinueBot  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
 from bot.jobs import JobOptions  # noqa: E402
 from bot.runner import serve  # noqa: E402
-from models.backend import Backend  # noqa: E402
-from models.loader import load_backend  # noqa: E402
-from models.types import GenerationParams, GenerationRequest  # noqa: E402
+from models.errors import ModelLoadError  # noqa: E402
+from models.types import GenerationRequest  # noqa: E402
 from tests.fakediscord import FakeDiscord, FakeInteraction, ids  # noqa: E402
 from tests.fakediscord.records import MessageVersion  # noqa: E402
 
-TARGET_BURST_SPEEDUP = 8.0
-TARGET_STAGGERED_LATENCY = 0.25
+TARGET_BOT_X_ENGINE = 0.9
 TARGET_DEFER_P99_MS = 100.0
 TARGET_FIRST_TEXT_P95_S = 1.0
 TARGET_OVERHEAD_P50_MS = 5.0
@@ -68,26 +65,38 @@ DONE_FOOTER = re.compile(r"\n-# #(\d+) · seed \d+ · (\d+) tokens · ")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default=None, help="MODEL_NAME (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--cache-dir", type=Path, default=REPO_ROOT / "model-cache", help="MODEL_CACHE_DIR")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--interval", type=float, default=0.3, help="seconds between staggered arrivals")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens of every request (greedy)")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="MAX_BATCH_SIZE of the bot")
+    parser.add_argument("--max-batch-size", type=int, default=None, help="MAX_BATCH_SIZE (default: the app's)")
+    parser.add_argument("--threads", type=int, default=None, help="TORCH_THREADS (default: the app's)")
     parser.add_argument("--edit-interval", type=float, default=JobOptions().edit_interval_s,
                         help="seconds between streaming edits (default: the production value)")
     parser.add_argument("--rest-latency", type=float, default=0.0, help="seconds the fake Discord adds to REST calls")
-    parser.add_argument("--scenarios", default="burst,staggered")
-    parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the app's default, every core but one)")
+    parser.add_argument("--scenarios", default="burst,staggered,single")
+    parser.add_argument("--methods", default="seed,engine,bot")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one scenario")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # bot:SCENARIO, in a child process
     args = parser.parse_args(argv)
     if args.requests < 1 or not 1 <= args.max_tokens <= 4096 or args.interval < 0:
         parser.error("--requests must be at least 1, --max-tokens from 1 to 4096, --interval not negative")
     return args
+
+
+def inference_argv(args: argparse.Namespace) -> list[str]:
+    """The same workload for ``benchmarks/inference.py``'s seed and engine workers."""
+    argv = ["--cache-dir", str(args.cache_dir), "--device", args.device, "--requests", str(args.requests),
+            "--interval", str(args.interval), "--max-new-tokens", str(args.max_tokens), "--temperature", "0"]
+    for flag, value in (("--model", args.model), ("--max-batch-size", args.max_batch_size),
+                        ("--threads", args.threads)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 # -- the bot, in this process, against the fake Discord -------------------------------------------
@@ -103,7 +112,6 @@ def bot_environ(fake: FakeDiscord, args: argparse.Namespace, db_path: Path) -> d
         "DEVICE": args.device,
         "MODEL_CACHE_DIR": str(args.cache_dir),
         "DATABASE_PATH": str(db_path),
-        "MAX_BATCH_SIZE": str(args.max_batch_size),
         "MAX_QUEUE_SIZE": str(max(64, args.requests)),
         "MAX_PENDING_PER_USER": str(args.requests),
         "MAX_NEW_TOKENS": str(max(256, args.max_tokens)),
@@ -112,6 +120,10 @@ def bot_environ(fake: FakeDiscord, args: argparse.Namespace, db_path: Path) -> d
     }
     if args.model:
         environ["MODEL_NAME"] = args.model
+    if args.max_batch_size is not None:
+        environ["MAX_BATCH_SIZE"] = str(args.max_batch_size)
+    if args.threads is not None:
+        environ["TORCH_THREADS"] = str(args.threads)
     return environ
 
 
@@ -125,15 +137,12 @@ def add_members(fake: FakeDiscord, count: int) -> list[int]:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(
-    fake: FakeDiscord, settings: Settings, options: JobOptions, backend: Backend
-) -> AsyncIterator[ContinueBot]:
-    """Serve the bot on ``backend`` (already loaded) until the block ends; yields once commands are synced."""
+async def running_bot(fake: FakeDiscord, settings: Settings, options: JobOptions) -> AsyncIterator[ContinueBot]:
+    """Serve the bot (it loads the model on its inference thread) until the block ends; yields once synced."""
     stop = asyncio.Event()
     holder: list[ContinueBot] = []
     task = asyncio.create_task(serve(
         settings, settings.require_token(), stop=stop, job_options=options, on_bot=holder.append,
-        backend_factory=lambda config, progress=None: backend,
     ))
     try:
         await fake.wait_for(lambda: holder or task.done(), 300, "the bot to start")
@@ -204,6 +213,7 @@ async def measure(
         first_text=(firsts[0] - start) if firsts else None,
         finished=final.at - start,
         tokens=sum(row.completion_tokens) if row else int(match.group(2)),
+        text=row.outputs[0] if row and row.outputs else "",
     )
     model_s = (row.queue_s or 0.0) + (row.generation_s or 0.0) if row else None
     latency = final.at - inter.sent_at
@@ -211,10 +221,8 @@ async def measure(
     return BotSample(sample, inter.response_time, None if model_s is None else latency - model_s, before)
 
 
-async def run_bot(
-    fake: FakeDiscord, bot: ContinueBot, clock: SubmitClock, scenario: str, users: list[int],
-    times: list[float], params: GenerationParams, timeout: float,
-) -> RunResult:
+async def run_bot(fake: FakeDiscord, bot: ContinueBot, clock: SubmitClock, scenario: str, users: list[int],
+                  times: list[float], max_tokens: int, timeout: float) -> RunResult:
     """Send the scenario's /continue commands at their arrival times; wait for every final message."""
     loop = asyncio.get_running_loop()
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(len(users))]
@@ -223,8 +231,7 @@ async def run_bot(
 
         async def one(i: int) -> FakeInteraction:
             await asyncio.sleep(max(0.0, start + times[i] - loop.time()))
-            options = {"prompt": prompts[i], "max_tokens": params.max_new_tokens,
-                       "temperature": params.temperature, "seed": 1000 + i}
+            options = {"prompt": prompts[i], "max_tokens": max_tokens, "temperature": 0.0, "seed": 1000 + i}
             inter = await fake.slash("continue", options, user=users[i])
             await inter.wait_for(finished, timeout, "the final message")
             return inter
@@ -257,17 +264,18 @@ def ms(value: float | None) -> float | None:
 
 def result_row(result: RunResult) -> dict[str, Any]:
     """The inference benchmark's row plus defer, first-text percentiles and overhead."""
+    extra = result.extra
+    result.extra = {}
     row = result.row()
     firsts = [s.first_text - s.arrival for s in result.samples if s.first_text is not None and s.finished is not None]
-    extra = result.extra
     row.update({
         "p50_first_text_s": percentile(firsts, 50),
-        "p95_first_text_s": percentile(firsts, 95),
         "defer_p99_ms": ms(percentile(extra.get("defers_s", []), 99)),
         "overhead_p50_ms": ms(percentile(extra.get("overheads_s", []), 50)),
         "overhead_p95_ms": ms(percentile(extra.get("overheads_s", []), 95)),
         "before_engine_p50_ms": ms(percentile(extra.get("before_engine_s", []), 50)),
         "after_engine_p50_ms": ms(percentile(extra.get("after_engine_s", []), 50)),
+        "texts": [s.text for s in result.samples],
     })
     return row
 
@@ -276,18 +284,16 @@ def check(target: str, measured: float | None, met: bool) -> dict[str, Any]:
     return {"target": target, "measured": measured, "met": measured is not None and met}
 
 
-def targets(rows: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each target with its measured value and whether it was met."""
-    found = {r["scenario"]: r for r in ratio_rows if r["method"] == "bot"}
+    found = {(r["scenario"], r["method"]): r for r in rows}
     checks = []
-    if "burst" in found:
-        value = found["burst"]["tok_per_s_x"]
-        checks.append(check(f"burst tok/s >= {TARGET_BURST_SPEEDUP:g}x baseline", value,
-                            value is not None and value >= TARGET_BURST_SPEEDUP))
-    if "staggered" in found:
-        value = found["staggered"]["mean_latency_x"]
-        checks.append(check(f"staggered mean latency <= {TARGET_STAGGERED_LATENCY:g}x baseline", value,
-                            value is not None and value <= TARGET_STAGGERED_LATENCY))
+    for scenario in ("burst", "staggered", "single"):
+        bot, engine = found.get((scenario, "bot")), found.get((scenario, "engine"))
+        if bot and engine and engine["tok_per_s"]:
+            value = bot["tok_per_s"] / engine["tok_per_s"]
+            checks.append(check(f"{scenario}: bot tok/s >= {TARGET_BOT_X_ENGINE:g}x the engine alone", value,
+                                value >= TARGET_BOT_X_ENGINE))
     bot_rows = [r for r in rows if r["method"] == "bot"]
     defers = [r["defer_p99_ms"] for r in bot_rows if r["defer_p99_ms"] is not None]
     if defers:
@@ -297,7 +303,6 @@ def targets(rows: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]) -> lis
         value = row["p95_first_text_s"]
         checks.append(check(f"{row['scenario']}: first text p95 <= {TARGET_FIRST_TEXT_P95_S:g} s", value,
                             value is not None and value <= TARGET_FIRST_TEXT_P95_S))
-    for row in bot_rows:
         value = row["overhead_p50_ms"]
         checks.append(check(f"{row['scenario']}: overhead median < {TARGET_OVERHEAD_P50_MS:g} ms", value,
                             value is not None and value < TARGET_OVERHEAD_P50_MS))
@@ -307,78 +312,74 @@ def targets(rows: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]) -> lis
 def render_report(report: dict[str, Any]) -> str:
     """The human-readable tables."""
     results = report["results"]
-    parts = [
-        f"model {report['model']} on {report['device']} ({report['dtype']}), torch threads {report['threads']}; "
-        f"{report['settings']}",
-        "",
+    return "\n".join([
+        report["settings"], "",
         format_table(results, ["scenario", "method", "requests", "tokens", "wall_s", "tok_per_s",
-                               "mean_latency_s", "p95_latency_s", "loop_lag_p99_ms", "loop_lag_max_ms"]),
-        "",
-        "through Discord (seconds/ms from the interaction being sent):",
+                               "mean_latency_s", "p95_latency_s", "mean_first_text_s", "loop_lag_p99_ms"]),
+        "", "through Discord (seconds/ms from the interaction being sent):",
         format_table([r for r in results if r["method"] == "bot"],
                      ["scenario", "defer_p99_ms", "p50_first_text_s", "p95_first_text_s",
                       "overhead_p50_ms", "overhead_p95_ms", "before_engine_p50_ms", "after_engine_p50_ms"]),
-    ]
-    return "\n".join(parts + ratio_and_target_lines(report))
+        "", "ratios (each method in its own fresh process):",
+        format_table(report["ratios"], ["scenario", "method", "seed_x", "latency_x", "first_text_x",
+                                        "same_text_as_seed"]),
+        "", format_table(report["targets"], ["target", "measured", "met"]),
+    ])
 
 
 # -- main -----------------------------------------------------------------------------------------
 
 
-async def run_scenarios(
-    backend: Backend, scenarios: list[str], params: GenerationParams, args: argparse.Namespace, progress
-) -> list[RunResult]:
-    """Start the bot once; per scenario run the baseline, then the same requests through Discord.
-
-    Interleaving keeps both sides of a ratio close in time (on a shared box the load drifts). The
-    baseline uses the model while the bot is idle, so the two never run at once.
-    """
-    results = []
+async def run_worker(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
+    """In a child process: start the fake Discord and the bot, warm up, run one scenario."""
+    count = 1 if scenario == "single" else args.requests
     options = JobOptions(edit_interval_s=args.edit_interval)
     with tempfile.TemporaryDirectory(prefix="continuebot-e2e-") as tmp:
         async with FakeDiscord(rest_latency=args.rest_latency) as fake:
-            users = add_members(fake, args.requests)
+            users = add_members(fake, count)
             settings = load_settings(bot_environ(fake, args, Path(tmp) / "bot.db"), env_file=None)
-            progress("starting the bot against the fake Discord ...")
-            async with running_bot(fake, settings, options, backend) as bot:
+            async with running_bot(fake, settings, options) as bot:
                 clock = SubmitClock(bot.services.engine)
                 await warm_up(fake)
-                for scenario in scenarios:
-                    times = arrivals(scenario, args.requests, args.interval)
-                    if not args.skip_baseline:
-                        progress(f"{scenario}: baseline (one generate per request) ...")
-                        reqs = requests_for(args.requests, params)
-                        results.append(await run_baseline(backend, scenario, reqs, times))
-                    progress(f"{scenario}: the bot through the fake Discord ...")
-                    results.append(await run_bot(fake, bot, clock, scenario, users, times, params, args.timeout))
-    return results
-
-
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    progress = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
-    config = load_settings({"MODEL_NAME": args.model or "", "DEVICE": args.device,
-                            "MODEL_CACHE_DIR": str(args.cache_dir), "TORCH_THREADS": str(args.threads)},
-                            env_file=None).engine_config()
-    backend = load_backend(config, progress)
-    backend.warmup()
-    generate_once(backend, GenerationRequest("Hello", GenerationParams(max_new_tokens=2, seed=0)))
-    params = GenerationParams(max_new_tokens=args.max_tokens, temperature=0.0)
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    results = await run_scenarios(backend, scenarios, params, args, progress)
-    rows = [result_row(r) for r in results]
-    ratio_rows = ratios(rows)
-    return {
-        "model": backend.model_name, "device": backend.device, "dtype": backend.dtype,
-        "threads": torch.get_num_threads(),
-        "settings": f"{args.requests} requests, {args.max_tokens} tokens, greedy, batch <= {args.max_batch_size}, "
-                    f"stagger {args.interval:g} s, edit interval {args.edit_interval:g} s, "
-                    f"REST latency {args.rest_latency:g} s",
-        "results": rows, "ratios": ratio_rows, "targets": targets(rows, ratio_rows),
-    }
+                times = arrivals(scenario, count, args.interval)
+                result = await run_bot(fake, bot, clock, scenario, users, times, args.max_tokens, args.timeout)
+    return result_row(result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_model_benchmark("e2e", parse_args(argv), main_async, render_report)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw)
+    if args.worker:
+        try:
+            print(json.dumps(asyncio.run(run_worker(args, args.worker.split(":")[1]))))
+        except ModelLoadError as exc:
+            print(f"e2e: the model could not be loaded: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    rows = []
+    try:
+        for scenario in scenarios:
+            for method in methods:
+                print(f"{scenario}: {method} ...", file=sys.stderr)
+                if method == "bot":
+                    rows.append(child(Path(__file__), raw, "bot", scenario, quiet=args.json))
+                else:
+                    rows.append(child(REPO_ROOT / "benchmarks" / "inference.py", inference_argv(args), method,
+                                      scenario, quiet=args.json))
+    except RuntimeError as exc:
+        print(f"e2e: {exc}", file=sys.stderr)
+        return 1
+    report = {
+        "settings": f"{args.requests} requests x {args.max_tokens} tokens, greedy, stagger {args.interval:g} s, "
+                    f"edit interval {args.edit_interval:g} s, REST latency {args.rest_latency:g} s, "
+                    f"device {args.device}",
+        "results": [{k: v for k, v in r.items() if k != "texts"} for r in rows],
+        "ratios": compare(rows), "targets": targets(rows),
+    }
+    emit(report, args.json, render_report(report))
+    return 0
 
 
 if __name__ == "__main__":

@@ -212,29 +212,34 @@ class TorchBackend:
         width = max(len(ids) for _, ids in accepted)
         input_ids = torch.zeros((len(accepted), width), dtype=torch.long)
         mask = torch.zeros((len(accepted), width), dtype=torch.long)
+        seen = torch.zeros((len(accepted), self._vocab), dtype=torch.bool)
         for i, (_, ids) in enumerate(accepted):
             input_ids[i, width - len(ids):] = torch.tensor(ids)
             mask[i, width - len(ids):] = 1
-        input_ids, mask = input_ids.to(self._device), mask.to(self._device)
+            seen[i, ids] = True
+        input_ids, mask, seen = input_ids.to(self._device), mask.to(self._device), seen.to(self._device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        settings = [row_settings(spec.params, spec.params.seed or 0, spec.variant) for spec, _ in accepted]
         cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=1, cache=cache)
-        # Nothing below can fail for a reason of one row's making: the batch state changes only now.
-        lengths = [len(ids) for _, ids in accepted]
+        self._sampler.set_rows(settings, seen)  # the newcomers' first tokens come from the prefill's logits
+        try:
+            self._sampler.draw()
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, logits_to_keep=1, cache=cache)
+            chosen, broken = self._sampler.choose(out.logits[:, -1])
+        finally:
+            self._sampler.set_rows(self._settings, self._seen)
+        # The batch changes only from here on: a prefill that raised left the running rows as they were.
         if self._slots is None:
             self._slots = SlotCache(self._device)
-        self._slots.admit([(layer.keys, layer.values) for layer in cache.layers], lengths)
-        new_seen = torch.zeros((len(accepted), self._vocab), dtype=torch.bool, device=self._device)
-        for i, (_, ids) in enumerate(accepted):
-            new_seen[i, torch.tensor(ids, device=self._device)] = True
-        self._seen = torch.cat([self._seen, new_seen])
+        self._slots.admit([(layer.keys, layer.values) for layer in cache.layers], [len(ids) for _, ids in accepted])
+        first = len(self._rows)
         self._rows += [self._new_row(spec, ids) for spec, ids in accepted]
-        self._settings += [row_settings(spec.params, spec.params.seed or 0, spec.variant) for spec, _ in accepted]
-        self._next = torch.cat([self._next, torch.zeros(len(accepted), dtype=torch.long, device=self._device)])
+        self._settings += settings
+        self._seen = torch.cat([self._seen, seen])
+        self._next = torch.cat([self._next, chosen])
         self._sampler.set_rows(self._settings, self._seen)
-        first = len(self._rows) - len(accepted)
-        self._advance(out.logits[:, -1], first)
+        self._record_all(chosen, broken, first)
 
     def _new_row(self, spec: RowSpec, ids: list[int]) -> _Row:
         assert spec.params.seed is not None, "the engine resolves the seed before add()"
@@ -248,22 +253,19 @@ class TorchBackend:
         if self._float_mask:
             mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=self._device).masked_fill(
                 ~mask, torch.finfo(self.model.dtype).min)
+        self._sampler.draw()
         out = self.model(input_ids=self._next[:, None], attention_mask=mask, position_ids=positions,
                          use_cache=True, cache=self._slots)
         self._slots.end_decode()
-        self._advance(out.logits[:, -1], 0)
+        chosen, broken = self._sampler.choose(out.logits[:, -1])
+        self._next = chosen
+        self._record_all(chosen, broken, 0)
 
-    def _advance(self, logits: torch.Tensor, first: int) -> None:
-        """Choose the next token of rows ``first..`` (all rows after a step, the new ones after a prefill)."""
-        if first:
-            self._sampler.set_rows(self._settings[first:], self._seen[first:])
-        chosen, broken = self._sampler.choose(logits)
-        if first:
-            self._sampler.set_rows(self._settings, self._seen)
+    def _record_all(self, chosen: torch.Tensor, broken: torch.Tensor, first: int) -> None:
+        """Record the tokens chosen for rows ``first..`` (every row after a step, the newcomers after a prefill)."""
         rows = torch.arange(first, first + len(chosen), device=self._device)
-        self._next[first:] = chosen
         self._seen[rows, chosen] = True
-        picked = torch.stack([chosen, broken.long()]).tolist()  # the step's one host sync
+        picked = torch.stack([chosen, broken.long()]).tolist()  # the iteration's one wait for the device
         for row, token, bad in zip(self._rows[first:], picked[0], picked[1]):
             self._record(row, token, bool(bad))
         leaving = {slot for slot, row in enumerate(self._rows) if row.finish_reason is not None}

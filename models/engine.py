@@ -33,6 +33,7 @@ from models.types import (
     GenerationResult,
     Queued,
     Started,
+    auto_batch_size,
 )
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class Engine:
         self._queue: FairQueue[_Job] = FairQueue(key=lambda job: job.user_key)
         self._jobs: dict[RequestHandle, _Job] = {}  # queued and running
         self._pending_per_user: Counter[str] = Counter()
-        self._rows = _Rows(config.max_batch_size)
+        self._rows = _Rows(config.max_batch_size or 1)  # 0 (auto) is resolved once the device is known
         self._meter = Meter()
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
@@ -220,9 +221,10 @@ class Engine:
             if isinstance(exc, Exception):
                 raise ModelLoadError(f"the model failed to start: {type(exc).__name__}: {exc}") from exc
             raise
+        self._rows.capacity = self._config.max_batch_size or auto_batch_size(self._backend.device)
         log.info(
-            "engine ready: %s on %s (%s) in %.1f s",
-            self._backend.model_name, self._backend.device, self._backend.dtype, self._clock() - began,
+            "engine ready: %s on %s (%s), batches of up to %d rows, in %.1f s", self._backend.model_name,
+            self._backend.device, self._backend.dtype, self._rows.capacity, self._clock() - began,
         )
         self._started_at = time.time()
         self._accepting = True
@@ -303,6 +305,7 @@ class Engine:
             tokens_per_s=self._meter.tokens_per_s,
             started_at=self._started_at,
             completed=self._meter.completed,
+            batch_size=self._rows.capacity,
         )
 
     def eta_for_new(self) -> float | None:

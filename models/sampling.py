@@ -72,6 +72,7 @@ class BatchSampler:
         self._greedy = self._temperature = self._top_k = self._top_p = self._penalty = torch.empty(0)
         self._any_sampled = self._any_penalty = False
         self._k = 1
+        self._uniforms: torch.Tensor | None = None
 
     def set_rows(self, rows: Sequence[_Settings], seen: torch.Tensor | None) -> None:
         """The batch's rows in batch order, and their seen-token mask (only needed with a penalty)."""
@@ -89,12 +90,17 @@ class BatchSampler:
         self._top_k = torch.tensor([[r.top_k if 0 < r.top_k < self._vocab else self._vocab] for r in rows], device=dev)
         self._seen = seen if self._any_penalty else None
 
-    @property
-    def needs_seen(self) -> bool:
-        return self._any_penalty
+    def draw(self) -> None:
+        """Take this step's uniform number of every sampled row from its own stream.
+
+        Called before the forward is launched, so on a GPU the copy to the device does not wait for it.
+        """
+        if self._any_sampled:
+            values = [r.rng.random() for r in self._rows]
+            self._uniforms = torch.tensor(values, dtype=torch.float32).to(self._device, non_blocking=True)
 
     def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next token per row from ``logits`` [rows, vocab]; also a [rows] bool of rows whose scores were unusable."""
+        """Next token per row from ``logits`` [rows, vocab] (after ``draw``); also a [rows] bool of unusable rows."""
         scores = logits.float()
         if self._seen is not None:
             penalised = torch.where(scores < 0, scores * self._penalty, scores / self._penalty)
@@ -117,8 +123,8 @@ class BatchSampler:
         # TopPLogitsWarper keeps a token unless the mass above it already reaches top_p (the best always stays).
         probs = probs.masked_fill((before >= self._top_p) & (rank > 0), 0.0)
         cumulative = probs.cumsum(dim=-1)
-        uniforms = torch.tensor([r.rng.random() for r in self._rows], device=scores.device, dtype=cumulative.dtype)
-        target = uniforms[:, None] * cumulative[:, -1:]
+        assert self._uniforms is not None, "draw() comes before choose()"
+        target = self._uniforms[:, None] * cumulative[:, -1:]
         index = (cumulative <= target).sum(dim=-1).clamp(max=self._k - 1)
         bad = ~torch.isfinite(cumulative[:, -1]) | (cumulative[:, -1] <= 0)
         return candidates.gather(1, index[:, None]).squeeze(1), bad

@@ -16,6 +16,17 @@ class ParamLimits:
     max_prompt_chars: int = 4000
 
 
+# Rows decoded together when MAX_BATCH_SIZE is 0 (auto), by device type. Measured on CPU (see
+# docs/engine.md): a 16-row step costs about 2-3x a 1-row step, so 16 rows serve a burst of 16 in
+# one pass. A GPU step costs about the same for 1 or 32 rows; more only needs more memory.
+AUTO_BATCH_SIZE = {"cpu": 16, "cuda": 32, "mps": 16}
+
+
+def auto_batch_size(device: str) -> int:
+    """The default batch size for a device such as ``cpu`` or ``cuda:1``."""
+    return AUTO_BATCH_SIZE.get(device.split(":")[0], 16)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs, built once from the app's settings."""
@@ -24,7 +35,7 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     cache_dir: Path = Path("model-cache")
-    max_batch_size: int = 8
+    max_batch_size: int = 0  # 0: AUTO_BATCH_SIZE for the device the model is on
     max_queue_size: int = 64
     max_pending_per_user: int = 3
     request_timeout_s: float = 300.0
@@ -137,3 +148,4 @@ class EngineStatus:
     tokens_per_s: float | None  # measured over recent batches; None before the first
     started_at: float  # time.time() when the engine became ready
     completed: int = 0
+    batch_size: int = 0  # rows decoded together at most

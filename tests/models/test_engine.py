@@ -474,3 +474,22 @@ async def test_cancel_on_the_real_model_leaves_batch_mates_intact(tiny_model_dir
     assert isinstance(victim.final, Cancelled)
     assert isinstance(mate_end, Done) and isinstance(reference, Done)
     assert mate_end.result.texts == reference.result.texts
+
+
+async def test_one_thread_owns_the_model_from_load_to_the_last_step(tiny_model_dir: Path) -> None:
+    from models.loader import load_backend
+
+    threads: set[int] = set()
+
+    def loading(cfg: EngineConfig, progress: Callable[[str], None]) -> object:
+        threads.add(threading.get_ident())
+        backend = load_backend(cfg, progress)
+        backend.model.register_forward_pre_hook(lambda *args: threads.add(threading.get_ident()))
+        return backend
+
+    async with Engine(tiny_config(tiny_model_dir, warmup=True), backend_factory=loading) as engine:  # type: ignore[arg-type]
+        greedy = GenerationParams(max_new_tokens=5, temperature=0.0, seed=0)
+        ends = await asyncio.gather(*(engine.submit(GenerationRequest(p, greedy, user_key=p)).wait()
+                                      for p in ("one", "two", "three")))
+    assert all(isinstance(end, Done) for end in ends)
+    assert len(threads) == 1 and threading.get_ident() not in threads  # loading, warm-up, prefill, decode
