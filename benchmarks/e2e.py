@@ -45,10 +45,10 @@ from benchmarks._common import (  # noqa: E402
 from benchmarks.inference import (  # noqa: E402
     PROMPTS, RunResult, Sample, arrivals, generate_once, ratios, requests_for, run_baseline,
 )
-from bot import render  # noqa: E402
-from bot.app import ContinueBot  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
-from bot.jobs import JobOptions  # noqa: E402
+from bot.discord_app import render  # noqa: E402
+from bot.discord_app.app import ContinueBot  # noqa: E402
+from bot.discord_app.jobs import JobOptions  # noqa: E402
 from bot.runner import serve  # noqa: E402
 from models.backend import Backend  # noqa: E402
 from models.loader import load_backend  # noqa: E402

@@ -8,12 +8,12 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.buttons import ButtonRouter
-from bot.continue_command import continue_command
-from bot.delivery import send_ephemeral
+from bot.discord_app.buttons import ButtonRouter
+from bot.discord_app.continue_command import continue_command
+from bot.discord_app.delivery import send_ephemeral
+from bot.discord_app.member_commands import forget_me_command, status_command
+from bot.discord_app.mod_commands import ModGroup
 from bot.errors import AccessDenied
-from bot.member_commands import forget_me_command, status_command
-from bot.mod_commands import ModGroup
 from bot.services import Services
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Any
 
 import discord
 
-from bot.delivery import send_ephemeral
+from bot.discord_app.delivery import send_ephemeral
 
 log = logging.getLogger(__name__)
 

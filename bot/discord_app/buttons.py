@@ -7,9 +7,9 @@ from dataclasses import fields
 
 import discord
 
-from bot import components
-from bot.access import is_moderator
-from bot.delivery import send_ephemeral
+from bot.discord_app import components
+from bot.discord_app.access import is_moderator
+from bot.discord_app.delivery import send_ephemeral
 from bot.services import Services
 from models.types import GenerationParams
 from storage.types import RequestRow
