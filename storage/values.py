@@ -21,7 +21,9 @@ def unstorable_reason(value: object) -> str | None:
     if isinstance(value, int):  # bool included: stored as 0/1
         if INT64_MIN <= value <= INT64_MAX:
             return None
-        return f"a {len(str(abs(value)))}-digit integer does not fit in SQLite's 64-bit INTEGER"
+        # bit_length, not str(): str() of an int past 4300 digits raises ValueError
+        return (f"an integer of {value.bit_length()} bits is outside SQLite's 64-bit INTEGER range "
+                "(-2**63 to 2**63 - 1)")
     if isinstance(value, str):
         try:
             value.encode("utf-8")

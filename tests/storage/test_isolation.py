@@ -26,7 +26,8 @@ async def test_good_writes_around_a_bad_one_all_commit(
     store: Store, bad: dict[str, object], caplog: pytest.LogCaptureFixture
 ) -> None:
     good = [new_request(f"ordinary request {n}", user_id=n) for n in range(8)]
-    requests = [*good[:4], new_request(**{"prompt": "hostile", **bad}), *good[4:]]
+    hostile = new_request(**{"prompt": "hostile", **bad})  # type: ignore[arg-type]
+    requests = [*good[:4], hostile, *good[4:]]
     # Queued in the same instant: the writer commits them together in one transaction.
     results = await asyncio.gather(*(store.record_request(r) for r in requests), return_exceptions=True)
 
