@@ -36,6 +36,6 @@ STOPSIGNAL SIGTERM
 # /healthz on the in-container metrics port answers 200 once the bot is connected and the model
 # is loaded; a blocked event loop or a dead bot stops answering. start-period covers model loading.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=600s --retries=3 \
-    CMD ["python", "-m", "bot.healthcheck"]
+    CMD ["python", "-m", "bot.ops.healthcheck"]
 ENTRYPOINT ["continuebot"]
 CMD ["run"]

@@ -44,10 +44,10 @@ from benchmarks._common import LoopLagTicker, emit, format_table, percentile  # 
 from benchmarks.inference import (  # noqa: E402
     PROMPTS, RunResult, Sample, arrivals, child, compare,
 )
-from bot import render  # noqa: E402
-from bot.app import ContinueBot  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
-from bot.jobs import JobOptions  # noqa: E402
+from bot.discord_app import render  # noqa: E402
+from bot.discord_app.app import ContinueBot  # noqa: E402
+from bot.discord_app.jobs import JobOptions  # noqa: E402
 from bot.runner import serve  # noqa: E402
 from models.errors import ModelLoadError  # noqa: E402
 from models.types import GenerationRequest  # noqa: E402

@@ -18,11 +18,11 @@ log = logging.getLogger(__name__)
 # subcommand -> (module exposing register(subparsers) and run(args, settings) -> int, one-line help)
 SUBCOMMANDS = {
     "run": ("bot.runner", "run the Discord bot (needs DISCORD_TOKEN)"),
-    "generate": ("bot.generate_cli", "continue a text in the terminal, through the same engine and log"),
-    "logs": ("bot.logs_cli", "review, search, export and prune the request log"),
-    "doctor": ("bot.doctor", "check settings, model, device, database and disk; say how to fix"),
-    "invite": ("bot.invite", "print the URL that adds the bot to a server"),
-    "prepare-model": ("bot.prepare_model", "download or convert the model into MODEL_CACHE_DIR"),
+    "generate": ("bot.terminal.generate_cli", "continue a text in the terminal, through the same engine and log"),
+    "logs": ("bot.terminal.logs_cli", "review, search, export and prune the request log"),
+    "doctor": ("bot.terminal.doctor", "check settings, model, device, database and disk; say how to fix"),
+    "invite": ("bot.terminal.invite", "print the URL that adds the bot to a server"),
+    "prepare-model": ("bot.terminal.prepare_model", "download or convert the model into MODEL_CACHE_DIR"),
 }
 
 

@@ -15,12 +15,12 @@ from typing import Any
 import discord
 import yarl
 
-from bot.access import AccessRules, Cooldowns
-from bot.app import ContinueBot
 from bot.config import Settings
-from bot.jobs import JobManager, JobOptions
-from bot.logging_setup import setup_logging
-from bot.metrics import Metrics
+from bot.discord_app.access import AccessRules, Cooldowns
+from bot.discord_app.app import ContinueBot
+from bot.discord_app.jobs import JobManager, JobOptions
+from bot.ops.logging_setup import setup_logging
+from bot.ops.metrics import Metrics
 from bot.services import Services
 from models.engine import Engine
 from models.errors import ModelLoadError

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.access import AccessRules
 from bot.config import Settings
-from bot.jobs import JobManager
-from bot.metrics import Metrics
+from bot.discord_app.access import AccessRules
+from bot.discord_app.jobs import JobManager
+from bot.ops.metrics import Metrics
 from models.engine import Engine
 from storage import Store
 

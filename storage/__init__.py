@@ -2,6 +2,7 @@
 
 from storage.errors import (
     DatabaseBusy, DatabaseUnavailable, NotFound, ReadOnlyStore, SchemaTooNew, SchemaTooOld, StorageError,
+    UnstorableValue,
 )
 from storage.health import inspect_database
 from storage.store import Store
@@ -12,5 +13,5 @@ from storage.types import (
 __all__ = [
     "AuditRow", "BanRow", "DatabaseBusy", "DatabaseHealth", "DatabaseUnavailable", "NewRequest", "NotFound",
     "ReadOnlyStore", "ReportRow", "RequestFilter", "RequestRow", "SchemaTooNew", "SchemaTooOld", "Stats",
-    "StorageError", "Store", "UserDayStats", "inspect_database",
+    "StorageError", "Store", "UnstorableValue", "UserDayStats", "inspect_database",
 ]

@@ -6,6 +6,8 @@
     ├── SchemaTooOld          a read-only open of a database that still needs migrating
     ├── DatabaseBusy          another process held the write lock longer than we wait
     ├── ReadOnlyStore         a write on a store opened with ``read_only=True``
+    ├── UnstorableValue       a value SQLite cannot hold (an integer outside 64 bits, text with a lone
+    │                         surrogate, an unsupported type); only that caller's write fails
     └── NotFound              the request (or report) named does not exist
 """
 
@@ -63,3 +65,13 @@ class ReadOnlyStore(StorageError):
 
 class NotFound(StorageError):
     """The row named does not exist."""
+
+
+class UnstorableValue(StorageError, ValueError):
+    """A value SQLite cannot store; ``reason`` says why, ``position`` is its statement parameter (1-based) if known."""
+
+    def __init__(self, reason: str, position: int | None = None) -> None:
+        where = f"parameter {position}" if position is not None else "a value"
+        super().__init__(f"cannot store {where}: {reason}")
+        self.reason = reason
+        self.position = position

@@ -19,7 +19,7 @@ from storage.codec import (
 )
 from storage.connections import Synchronous, check_writable, close, configure_writer, open_reader
 from storage.errors import (
-    DatabaseUnavailable, NotFound, ReadOnlyStore, SchemaTooNew, SchemaTooOld, StorageError,
+    DatabaseUnavailable, NotFound, ReadOnlyStore, SchemaTooNew, SchemaTooOld, StorageError, UnstorableValue,
 )
 from storage.migrations import LATEST, migrate, read_version, schema_version
 from storage.owners import OwnerLock, claim_dead
@@ -27,6 +27,7 @@ from storage.search import fts_phrase
 from storage.types import (
     FINAL_STATUSES, AuditRow, BanRow, NewRequest, ReportRow, RequestFilter, RequestRow, Stats, UserDayStats,
 )
+from storage.values import BIND_ERRORS, first_unstorable
 from storage.writer import WriteResult, Writer
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,8 @@ class Store:
             return list(await self._read().execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}") from exc
+        except BIND_ERRORS as exc:  # an id past 64 bits, text with a lone surrogate
+            raise (first_unstorable(params) or UnstorableValue(str(exc))) from exc
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = await self._fetchall(sql, params)

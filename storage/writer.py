@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from storage.errors import DatabaseBusy, DatabaseUnavailable, StorageError
+from storage.errors import DatabaseBusy, DatabaseUnavailable, StorageError, UnstorableValue
+from storage.values import BIND_ERRORS, first_unstorable
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,9 @@ class Writer:
             except StorageError as exc:
                 _settle_all(batch, exc)
                 continue
+            except BIND_ERRORS as exc:  # a transaction's work passed a value SQLite cannot bind; it was rolled back
+                _settle_all(batch, UnstorableValue(str(exc)))
+                continue
             except sqlite3.Error as exc:
                 log.warning("storage writer: transaction rolled back: %s", exc)
                 _settle_all(batch, StorageError(f"write failed: {exc}"))
@@ -185,17 +189,7 @@ class Writer:
 
     @staticmethod
     def _statements(conn: sqlite3.Connection, batch: list[_Write]) -> list[Any]:
-        results: list[Any] = []
-        for write in batch:
-            try:
-                cursor = conn.execute(write.sql, write.params)
-                results.append(WriteResult(cursor.lastrowid, cursor.rowcount))
-            except sqlite3.Error as exc:
-                # SQLite undid just this statement; the others in the transaction still commit.
-                results.append(StorageError(f"write failed: {exc}"))
-                if not conn.in_transaction:
-                    raise
-        return results
+        return [_statement(conn, write) for write in batch]
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         for attempt in range(self._busy_retries + 1):
@@ -210,6 +204,25 @@ class Writer:
             f"the database stayed locked by another process for {self._busy_retries + 1} x "
             f"{self._busy_timeout_ms} ms; is a sqlite3 shell or another tool holding a write transaction?"
         )
+
+
+def _statement(conn: sqlite3.Connection, write: _Write) -> WriteResult | StorageError:
+    """Run one caller's statement in its own savepoint: if it fails, only its changes are undone.
+
+    Whatever it raises (a value SQLite cannot bind, a constraint, a trigger), the other callers'
+    statements in the shared transaction still commit, and this caller alone gets the error.
+    """
+    conn.execute("SAVEPOINT caller")
+    try:
+        cursor = conn.execute(write.sql, write.params)
+    except Exception as exc:  # per-caller boundary: the error goes back to this caller only
+        if not conn.in_transaction:
+            raise  # SQLite ended the whole transaction (ON CONFLICT ROLLBACK, disk full): nothing is left to keep
+        conn.execute("ROLLBACK TO caller")
+        conn.execute("RELEASE caller")
+        return first_unstorable(write.params) or StorageError(f"write failed: {exc}")
+    conn.execute("RELEASE caller")
+    return WriteResult(cursor.lastrowid, cursor.rowcount)
 
 
 def _settle(write: _Write, result: Any) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import ContinueBot
 from bot.config import Settings, load_settings
-from bot.jobs import JobOptions
+from bot.discord_app.app import ContinueBot
+from bot.discord_app.jobs import JobOptions
 from bot.runner import serve
 from models.loader import load_backend
 from tests.fakediscord import FakeDiscord, ids

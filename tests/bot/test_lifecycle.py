@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.logging_setup import setup_logging
+from bot.ops.logging_setup import setup_logging
 from tests.bot.conftest import bot_environ, running_bot
 from tests.bot.test_buttons import finished, wait_status
 from tests.bot.test_refusals import row_for

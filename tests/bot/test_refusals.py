@@ -111,7 +111,7 @@ async def test_out_of_range_values_are_checked_again_by_the_bot(harness):
 
 
 async def test_refused_when_the_queue_would_outlast_the_interaction_token(fake, tiny_model_dir, tmp_path):
-    from bot.jobs import JobOptions
+    from bot.discord_app.jobs import JobOptions
 
     env = bot_environ(fake, tiny_model_dir, tmp_path, MAX_BATCH_SIZE="1")
     # The real budget is 12 of the token's 15 minutes; a tiny one makes any wait too long.

@@ -1,7 +1,7 @@
 """Message formatting: bold prompt, variants, splitting without losing text, streaming snapshots."""
 
-from bot import render
-from bot.components import parse_custom_id
+from bot.discord_app import render
+from bot.discord_app.components import parse_custom_id
 from bot.durations import parse_duration
 
 import pytest

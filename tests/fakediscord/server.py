@@ -270,6 +270,26 @@ class FakeDiscord:
         payload = self.builder.modal_submit(modal, values, user_id, channel, message)
         return await self._send(payload, source_message_id=message.id if message else None)
 
+    def slash_payload(self, name: str, options: dict[str, Any] | None = None, *, user: Any = ids.MEMBER_ID,
+                      subcommand: str | None = None) -> dict[str, Any]:
+        """The INTERACTION_CREATE payload `slash` would send (unvalidated), for a test to alter into a stale or
+        forged one before `send_payload`."""
+        user_id = snowflake_of(user)
+        where = self._channel_for(user_id, None, None, False)
+        words = name.split() + (subcommand.split() if subcommand else [])
+        command = self.state.find_command(words[0], where.guild_id)
+        if command is None:
+            raise UsageError(f"/{words[0]} is not synced (synced: {self.state.command_names()})")
+        return self.builder.slash(command, words[1:], options or {}, user_id, where, False)
+
+    async def send_payload(self, payload: dict[str, Any]) -> FakeInteraction:
+        """Delivers a hand-made interaction payload: a stale client's command, a forged custom id."""
+        return await self._send(payload)
+
+    async def redeliver(self, interaction: FakeInteraction) -> None:
+        """Delivers the same INTERACTION_CREATE again, as Discord may: its second callback gets 40060."""
+        await self.gateway.dispatch("INTERACTION_CREATE", interaction.payload)
+
     async def _send(self, payload: dict[str, Any], source_message_id: int | None = None) -> FakeInteraction:
         interaction = FakeInteraction(payload=payload, sent_at=self.state.now(), notifier=self.state.notifier,
                                       messages=self.state.store.messages, source_message_id=source_message_id)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot import doctor
 from bot.config import load_settings
-from bot.doctor import CheckResult, check_model_memory, run_checks
+from bot.terminal import doctor
+from bot.terminal.doctor import CheckResult, check_model_memory, run_checks
 from tests.ops.conftest import make_token
 
 

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import discord
 import pytest
 
-from bot import invite
 from bot.config import load_settings
 from bot.permissions import OAUTH_SCOPES, REQUIRED_FLAGS, missing_permissions, required_permissions
+from bot.terminal import invite
 from tests.ops.conftest import APP_ID, make_token
 
 

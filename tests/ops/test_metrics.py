@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from bot.config import load_settings
-from bot.healthcheck import probe, probe_url
-from bot.metrics import Metrics
+from bot.ops.healthcheck import probe, probe_url
+from bot.ops.metrics import Metrics
 
 
 def free_port() -> int:

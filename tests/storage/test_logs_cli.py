@@ -98,7 +98,7 @@ def test_export_forget_with_confirmation_and_backup(
 
 
 def test_backup_without_a_path_lands_beside_the_database_where_doctor_finds_it(settings: Settings) -> None:
-    from bot.doctor import find_backups
+    from bot.terminal.doctor import find_backups
 
     assert logs(settings, "backup") == 0
     (backup,) = find_backups(settings.database_path)

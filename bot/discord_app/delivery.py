@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import discord
 
-from bot import render
+from bot.discord_app import render
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bot.config import Settings
-from bot.logging_setup import setup_logging
+from bot.ops.logging_setup import setup_logging
 from models.engine import Engine
 from models.errors import EngineError, InvalidRequest, ModelLoadError
 from models.handle import RequestHandle

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import discord
 
-from bot import components, render
-from bot.access import AccessRules, Cooldowns, check_can_generate
-from bot.delivery import TOKEN_LIFETIME, Delivery, send_ephemeral
+from bot.discord_app import components, render
+from bot.discord_app.access import AccessRules, Cooldowns, check_can_generate
+from bot.discord_app.delivery import TOKEN_LIFETIME, Delivery, send_ephemeral
 from bot.errors import AccessDenied
-from bot.metrics import Metrics
+from bot.ops.metrics import Metrics
 from bot.request_log import log_result
 from models.engine import Engine
 from models.errors import EngineClosed, InvalidRequest, QueueFull, TooManyPending, WorkerDied

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import discord
 
 PREFIX = "cb"
-_ACTION = re.compile(r"^cb:(cancel|regen|cont|report|reportform):(\d+)(?::(\d+))?$")
+# Request ids are SQLite integers (at most 19 digits); a longer or larger id is not one we sent.
+_ACTION = re.compile(r"^cb:(cancel|regen|cont|report|reportform):(\d{1,19})(?::(\d{1,2}))?$")
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -20,12 +22,19 @@ class ButtonAction:
     variant: int = 0
 
 
+def is_ours(custom_id: str) -> bool:
+    """True for custom ids in this bot's namespace, well formed or not."""
+    return custom_id.startswith(f"{PREFIX}:")
+
+
 def parse_custom_id(custom_id: str) -> ButtonAction | None:
-    """The action a custom id names, or None when it is not one of ours."""
+    """The action a custom id names, or None when it is not one this bot could have sent."""
     match = _ACTION.match(custom_id)
     if match is None:
         return None
     action, request_id, variant = match.groups()
+    if int(request_id) > MAX_ID:
+        return None
     return ButtonAction(action, int(request_id), int(variant or 0))
 
 

@@ -6,7 +6,7 @@ import time
 import discord
 from discord import app_commands
 
-from bot.mod_views import OwnedConfirm
+from bot.discord_app.mod_views import OwnedConfirm
 from bot.services import Services
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""``python -m bot.healthcheck``: exit 0 if the running bot's /healthz says it is healthy (container probe)."""
+"""``python -m bot.ops.healthcheck``: exit 0 if the running bot's /healthz says it is healthy (container probe)."""
 
 from __future__ import annotations
 

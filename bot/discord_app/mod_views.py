@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.pager import Fetch, OwnedView, Pager
+from bot.discord_app.pager import Fetch, OwnedView, Pager
 from storage.types import ReportRow, RequestRow
 
 STATUS_ICONS = {

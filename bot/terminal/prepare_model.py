@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from bot.config import Settings
-from bot.doctor import check_model_loads
+from bot.terminal.doctor import check_model_loads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,9 +7,10 @@ from dataclasses import fields
 
 import discord
 
-from bot import components
-from bot.access import is_moderator
-from bot.delivery import send_ephemeral
+from bot.discord_app import components
+from bot.discord_app.access import is_moderator
+from bot.discord_app.delivery import send_ephemeral
+from bot.discord_app.options import replace_lone_surrogates
 from bot.services import Services
 from models.types import GenerationParams
 from storage.types import RequestRow
@@ -34,9 +35,14 @@ class ButtonRouter:
     async def dispatch(self, interaction: discord.Interaction) -> bool:
         """Handle ``interaction`` if it is ours; False when it is not."""
         data = interaction.data or {}
-        action = components.parse_custom_id(str(data.get("custom_id", "")))
+        custom_id = str(data.get("custom_id", ""))
+        action = components.parse_custom_id(custom_id)
         if action is None:
-            return False
+            if not components.is_ours(custom_id):
+                return False
+            log.info("interaction %s: a malformed button id (%d characters)", interaction.id, len(custom_id))
+            await send_ephemeral(interaction, "That button doesn't work any more. Use the buttons under a newer reply.")
+            return True
         handler = getattr(self, f"on_{action.action}")
         await handler(interaction, action)
         return True
@@ -99,7 +105,7 @@ def _modal_value(interaction: discord.Interaction, custom_id: str) -> str:
     while stack:
         item = stack.pop()
         if item.get("custom_id") == custom_id and "value" in item:
-            return str(item["value"])
+            return replace_lone_surrogates(str(item["value"]))
         stack.extend(item.get("components", []))
         if "component" in item:
             stack.append(item["component"])

@@ -8,40 +8,29 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.buttons import ButtonRouter
-from bot.continue_command import continue_command
-from bot.delivery import send_ephemeral
-from bot.errors import AccessDenied
-from bot.member_commands import forget_me_command, status_command
-from bot.mod_commands import ModGroup
+from bot.discord_app.boundary import answer_error
+from bot.discord_app.buttons import ButtonRouter
+from bot.discord_app.continue_command import continue_command
+from bot.discord_app.delivery import send_ephemeral
+from bot.discord_app.member_commands import forget_me_command, status_command
+from bot.discord_app.mod_commands import ModGroup
+from bot.discord_app.options import option_problem
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-OOPS = "Something went wrong on my side. The owner can find the details in the bot's log."
-
-
-async def answer_error(interaction: discord.Interaction, error: BaseException) -> None:
-    """One ephemeral, human reply per failure; unexpected ones are logged with their traceback."""
-    original = getattr(error, "original", None) or error
-    if isinstance(original, AccessDenied):
-        await send_ephemeral(interaction, original.reason)
-        return
-    if isinstance(original, app_commands.TransformerError):
-        await send_ephemeral(interaction, f"I couldn't understand that value: {original.value}.")
-        return
-    if isinstance(original, discord.HTTPException) and original.code == 10062:
-        log.warning("interaction %s expired before I could answer it (Unknown interaction)", interaction.id)
-        return
-    if isinstance(original, app_commands.CheckFailure):
-        await send_ephemeral(interaction, str(original) or "You can't use this command here.")
-        return
-    log.error("error while handling interaction %s", interaction.id, exc_info=original)
-    await send_ephemeral(interaction, OOPS)
-
-
 class BotTree(app_commands.CommandTree):
-    """The command tree with the single error handler."""
+    """The command tree: option values checked before discord.py parses them, every error through the boundary."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.type is not discord.InteractionType.application_command:
+            return True
+        problem = option_problem(self, interaction)
+        if problem is not None:
+            log.info("interaction %s: refused an option value: %s", interaction.id, problem)
+            await send_ephemeral(interaction, f"I can't use that: {problem}")
+            return False
+        return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await answer_error(interaction, error)
@@ -102,5 +91,5 @@ class ContinueBot(discord.Client):
             return
         try:
             await self.router.dispatch(interaction)
-        except Exception as exc:  # loop boundary: one reply, traceback in the log
+        except Exception as exc:  # the error boundary: one reply, unknown errors logged once
             await answer_error(interaction, exc)

@@ -8,7 +8,8 @@ from typing import Any
 
 import discord
 
-from bot.delivery import send_ephemeral
+from bot.discord_app.boundary import answer_error
+from bot.discord_app.delivery import send_ephemeral
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,7 @@ class OwnedView(discord.ui.View):
         return True
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]) -> None:
-        log.error("error in view %s", type(self).__name__, exc_info=error)
-        await send_ephemeral(interaction, "Something went wrong on my side; the owner can find details in the log.")
+        await answer_error(interaction, error)
 
 
 class Pager(OwnedView):

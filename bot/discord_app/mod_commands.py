@@ -9,12 +9,12 @@ from typing import Literal
 import discord
 from discord import app_commands
 
-from bot import mod_views
-from bot.access import check_moderator
-from bot.delivery import send_ephemeral
+from bot.discord_app import mod_views
+from bot.discord_app.access import check_moderator
+from bot.discord_app.delivery import send_ephemeral
+from bot.discord_app.pager import Pager
 from bot.durations import parse_duration
 from bot.errors import AccessDenied
-from bot.pager import Pager
 from bot.services import Services
 from storage.types import RequestFilter
 

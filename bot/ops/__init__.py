@@ -1,0 +1,1 @@
+"""Operations: logging setup, Prometheus metrics and the container health probe."""
