@@ -38,10 +38,10 @@ def check_regex(pattern: str) -> regex.Pattern[str]:
     return compiled
 
 
-def search(compiled: regex.Pattern[str], text: str) -> regex.Match[str] | None:
-    """``compiled.search(text)`` within SEARCH_TIMEOUT_S; a search that runs out is logged and counts as no match."""
+def search(compiled: regex.Pattern[str], text: str, pos: int = 0) -> regex.Match[str] | None:
+    """``compiled.search(text, pos)`` within SEARCH_TIMEOUT_S; a search that runs out is logged and counts as no match."""
     try:
-        return compiled.search(text, timeout=SEARCH_TIMEOUT_S)
+        return compiled.search(text, pos, timeout=SEARCH_TIMEOUT_S)
     except TimeoutError:
         log.warning("a filter regex ran past %.0f ms on %d characters; skipped", SEARCH_TIMEOUT_S * 1000, len(text))
         return None

@@ -45,31 +45,42 @@ class RuleSet:
                 self._phrases[tokens[0]].append((tokens, rule))
             else:
                 self._regexes.append((bounded_regex.compile_regex(rule.pattern), rule))
+        # The most words a word rule has: how far back a new word can complete a match.
+        self.longest_phrase = max((len(p) for group in self._phrases.values() for p, _ in group), default=1)
 
     def __len__(self) -> int:
         return len(self.rules)
+
 
     def check(self, text: str) -> Verdict:
         """Which rules ``text`` matches, after normalisation (case, accents, invisible characters, spacing)."""
         if not self.rules:
             return CLEAN
         normalized = normalize(text)
-        matched = self._word_matches(words(normalized))
-        matched += [rule for compiled, rule in self._regexes if bounded_regex.search(compiled, normalized)]
-        if not matched:
-            return CLEAN
-        block = next((r for r in matched if r.action == "block"), None)
-        flags = tuple(dict.fromkeys(r for r in matched if r.action == "flag"))
-        return Verdict(block, flags)
+        return verdict(self.match_words(words(normalized)) + self.match_regexes(normalized))
 
-    def _word_matches(self, tokens: Sequence[str]) -> list[Rule]:
+    def match_words(self, tokens: Sequence[str], start: int = 0) -> list[Rule]:
+        """Word rules whose words appear in ``tokens`` in order, starting at index ``start`` or later."""
         phrases = self._phrases
         found: list[Rule] = []
-        for i, token in enumerate(tokens):
-            candidates = phrases.get(token)
+        for i in range(start, len(tokens)):
+            candidates = phrases.get(tokens[i])
             if candidates is None:
                 continue
             for phrase, rule in candidates:
                 if len(phrase) == 1 or tuple(tokens[i:i + len(phrase)]) == phrase:
                     found.append(rule)
         return found
+
+    def match_regexes(self, normalized: str, pos: int = 0) -> list[Rule]:
+        """Regex rules that match normalised text at or after ``pos`` (what comes before still counts for \\b)."""
+        return [rule for compiled, rule in self._regexes if bounded_regex.search(compiled, normalized, pos)]
+
+
+def verdict(matched: Sequence[Rule]) -> Verdict:
+    """The first block rule and the distinct flag rules among ``matched``."""
+    if not matched:
+        return CLEAN
+    block = next((r for r in matched if r.action == "block"), None)
+    flags = tuple(dict.fromkeys(r for r in matched if r.action == "flag"))
+    return Verdict(block, flags)
