@@ -56,7 +56,9 @@ class OutputWatch:
     _new_flags: list[Rule] = field(default_factory=list)
 
     def visible(self, texts: Sequence[str]) -> list[str]:
-        """The part of each text that has been checked: what an edit may show."""
+        """The part of each text that has been checked: what an edit may show (all of it without rules)."""
+        if not self.rules:
+            return list(texts)
         return [text[:self._texts[i].shown] if i in self._texts else "" for i, text in enumerate(texts)]
 
     def check(self, texts: Sequence[str], changed: int | None = None) -> StreamVerdict:
