@@ -48,3 +48,24 @@ async def test_a_withheld_request_keeps_its_text_and_can_be_listed(store):
     assert not await store.mark_done(request_id, outputs=["x"], seed=1, prompt_tokens=1, completion_tokens=[1],
                                      queue_s=0, generation_s=0)
     assert "withheld" in STATUSES and "withheld" in FINAL_STATUSES
+
+
+def test_continuebot_logs_lists_withheld_rows(tmp_path, capsys):
+    import asyncio
+    import json
+
+    from bot.config import Settings
+    from storage import Store
+    from tests.storage.test_logs_cli import logs
+
+    async def fill():
+        async with Store(tmp_path / "bot.db") as store:
+            kept = await store.record_request(new_request("kept"))
+            await store.mark_withheld(kept, outputs=["the grimble"], reason="withheld by filter rule 1: no")
+            await store.record_request(new_request("other"))
+            return kept
+
+    kept = asyncio.run(fill())
+    assert logs(Settings(database_path=tmp_path / "bot.db"), "recent", "--status", "withheld", "--json") == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["status"], r["outputs"]) for r in rows] == [(kept, "withheld", ["the grimble"])]
