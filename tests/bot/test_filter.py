@@ -112,9 +112,9 @@ def word_joined_by_two_deltas(deltas):
         first = max(i for i, s in enumerate(starts) if s <= found.start())
         last = max(i for i, s in enumerate(starts) if s < found.end())
         word = found.group()
-        if last > first and found.end() < len(text) and words(normalize(word)) == [normalize(word)]:
-            if normalize(word) not in words(normalize(text[:found.start()])):  # its first appearance
-                return word, found.end()
+        whole = last > first and found.end() < len(text) and words(normalize(word)) == [normalize(word)]
+        if whole and normalize(word) not in words(normalize(text[:found.start()])):  # its first appearance
+            return word, found.end()
     raise AssertionError(f"no word spans two deltas in {deltas!r}")
 
 
@@ -144,7 +144,7 @@ async def test_an_output_matching_only_once_two_deltas_join_is_withheld_before_i
 
 async def test_a_flag_rule_on_outputs_lets_the_text_stand(fake, tiny_model_dir, tmp_path):
     async with running_bot(fake, bot_environ(fake, tiny_model_dir, tmp_path)) as h:
-        deltas, full = await deltas_of(h, "The cat", 30)
+        _, full = await deltas_of(h, "The cat", 30)
         word = RULE_WORDS.findall(full)[0]
         await add_rule(h, word, applies_to="output", action="flag")
         inter = await h.fake.slash("continue", {"prompt": "The cat", "max_tokens": 30, "temperature": 0})

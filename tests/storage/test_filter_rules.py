@@ -12,7 +12,8 @@ from tests.storage.conftest import new_request
 
 
 async def add(store, guild_id=100, pattern="grimble", **overrides):
-    values = dict(kind="word", pattern=pattern, applies_to="both", action="block", reason="not here", created_by=7)
+    values = {"kind": "word", "pattern": pattern, "applies_to": "both", "action": "block", "reason": "not here",
+              "created_by": 7}
     values.update(overrides)
     return await store.add_filter_rule(guild_id, **values)
 
