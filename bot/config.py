@@ -57,6 +57,8 @@ class Settings:
     moderator_role_ids: tuple[int, ...] = ()
     allow_dms: bool = False
     user_cooldown_s: float = 0.0
+    # Moderation
+    filter_file: Path | None = None  # the owner's filter rules for every server, one a line
     # Operations
     shutdown_grace_s: float = 30.0
     metrics_port: int = 0
@@ -229,6 +231,7 @@ class _Parser:
             moderator_role_ids=self.ids("MODERATOR_ROLE_IDS"),
             allow_dms=self.flag("ALLOW_DMS", False),
             user_cooldown_s=self.float_in("USER_COOLDOWN_S", 0.0, 0.0),
+            filter_file=Path(filter_file) if (filter_file := self.raw("FILTER_FILE")) else None,
             shutdown_grace_s=self.float_in("SHUTDOWN_GRACE_S", 30.0, 0.0, 600.0),
             metrics_port=self.int_in("METRICS_PORT", 0, 0, 65535),
             metrics_host=self.raw("METRICS_HOST") or "127.0.0.1",

@@ -19,8 +19,12 @@ from bot.config import Settings
 from bot.discord_app.access import AccessRules, Cooldowns
 from bot.discord_app.app import ContinueBot
 from bot.discord_app.jobs import JobManager, JobOptions
+from bot.filters import Filters
 from bot.ops.logging_setup import setup_logging
 from bot.ops.metrics import Metrics
+from bot.safety.errors import RuleFileError
+from bot.safety.rule_file import load_rule_file
+from bot.safety.rules import Rule
 from bot.services import Services
 from models.engine import Engine
 from models.errors import ModelLoadError
@@ -92,10 +96,17 @@ async def serve(
     ``on_bot`` sees the client once it exists; ``backend_factory`` lets tests wrap the model.
     """
     stop = stop or asyncio.Event()
+    try:
+        file_rules = load_rule_file(settings.filter_file) if settings.filter_file else ()
+    except RuleFileError as exc:
+        print(f"continuebot: FILTER_FILE: {exc}", file=sys.stderr)
+        return 2
+    log.info("filter: %d rule(s) from FILTER_FILE for every server", len(file_rules))
     remove_signals = _install_signals(stop) if handle_signals else (lambda: None)
     try:
         with discord_endpoints(settings):
-            return await _serve(settings, token, stop, job_options or JobOptions(), on_bot, backend_factory)
+            return await _serve(settings, token, stop, job_options or JobOptions(), on_bot, backend_factory,
+                                file_rules)
     except ModelLoadError as exc:
         print(f"continuebot: the model could not be loaded: {exc}", file=sys.stderr)
         return 1
@@ -113,6 +124,7 @@ async def _serve(
     job_options: JobOptions,
     on_bot: Callable[[ContinueBot], Any] | None,
     backend_factory: Callable[..., Any],
+    file_rules: tuple[Rule, ...],
 ) -> int:
     metrics = Metrics() if settings.metrics_port else None
     async with Store(settings.database_path, retention_days=settings.log_retention_days) as store:
@@ -132,8 +144,9 @@ async def _serve(
                 model_name=engine.status().model_name,
                 metrics=metrics,
                 options=job_options,
+                filters=Filters(store, file_rules),
             )
-            services = Services(settings, store, engine, jobs, jobs.rules, metrics)
+            services = Services(settings, store, engine, jobs, jobs.rules, metrics, jobs.filters)
             if metrics is not None:
                 await metrics.start(settings.metrics_host, settings.metrics_port)
             try:

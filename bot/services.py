@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bot.config import Settings
 from bot.discord_app.access import AccessRules
 from bot.discord_app.jobs import JobManager
+from bot.filters import Filters
 from bot.ops.metrics import Metrics
 from models.engine import Engine
 from storage import Store
@@ -14,7 +15,7 @@ from storage import Store
 
 @dataclass
 class Services:
-    """The store, the engine, the job manager and the settings, shared by all handlers."""
+    """The store, the engine, the job manager, the filter and the settings, shared by all handlers."""
 
     settings: Settings
     store: Store
@@ -22,3 +23,4 @@ class Services:
     jobs: JobManager
     rules: AccessRules
     metrics: Metrics | None = None
+    filters: Filters | None = None

@@ -7,11 +7,11 @@ from storage.errors import (
 from storage.health import inspect_database
 from storage.store import Store
 from storage.types import (
-    AuditRow, BanRow, DatabaseHealth, NewRequest, ReportRow, RequestFilter, RequestRow, Stats, UserDayStats,
+    AuditRow, BanRow, DatabaseHealth, FilterRuleRow, NewRequest, ReportRow, RequestFilter, RequestRow, Stats, UserDayStats,
 )
 
 __all__ = [
-    "AuditRow", "BanRow", "DatabaseBusy", "DatabaseHealth", "DatabaseUnavailable", "NewRequest", "NotFound",
+    "AuditRow", "BanRow", "DatabaseBusy", "DatabaseHealth", "DatabaseUnavailable", "FilterRuleRow", "NewRequest", "NotFound",
     "ReadOnlyStore", "ReportRow", "RequestFilter", "RequestRow", "SchemaTooNew", "SchemaTooOld", "Stats",
     "StorageError", "Store", "UnstorableValue", "UserDayStats", "inspect_database",
 ]

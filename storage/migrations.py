@@ -124,7 +124,22 @@ MODERATION = Migration(3, "reports, bans and the moderator audit", (
     "CREATE INDEX audit_created ON audit (created_at)",
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (REQUESTS, FULL_TEXT, MODERATION)
+FILTER_RULES = Migration(4, "moderators' filter rules", (
+    """CREATE TABLE filter_rules (
+        id INTEGER PRIMARY KEY,
+        guild_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('word', 'regex')),
+        pattern TEXT NOT NULL,
+        applies_to TEXT NOT NULL CHECK (applies_to IN ('prompt', 'output', 'both')),
+        action TEXT NOT NULL CHECK (action IN ('block', 'flag')),
+        reason TEXT NOT NULL,
+        created_by INTEGER,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX filter_rules_guild ON filter_rules (guild_id, id)",
+))
+
+MIGRATIONS: tuple[Migration, ...] = (REQUESTS, FULL_TEXT, MODERATION, FILTER_RULES)
 LATEST = MIGRATIONS[-1].version
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (

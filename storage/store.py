@@ -21,6 +21,7 @@ from storage.connections import Synchronous, check_writable, close, configure_wr
 from storage.errors import (
     DatabaseUnavailable, NotFound, ReadOnlyStore, SchemaTooNew, SchemaTooOld, StorageError, UnstorableValue,
 )
+from storage.filters import FilterQueries
 from storage.migrations import LATEST, migrate, read_version, schema_version
 from storage.owners import OwnerLock, claim_dead
 from storage.search import fts_phrase
@@ -44,7 +45,7 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Store:
+class Store(FilterQueries):
     """Every request's lifecycle, reports, bans and the audit, in one SQLite file.
 
     Use as ``async with Store(path) as store``. Writes go through one writer task that commits

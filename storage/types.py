@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+# withheld: generation stopped by a filter rule; the row keeps the full text for moderators.
 Status = Literal[
-    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected"
+    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
 ]
 STATUSES: tuple[str, ...] = (
-    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected"
+    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
 )
-FINAL_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled", "interrupted", "expired", "rejected")
+FINAL_STATUSES: tuple[str, ...] = (
+    "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,21 @@ class ReportRow:
     resolved_by: int | None = None
     resolved_at: datetime | None = None
     resolution: str | None = None
+
+
+@dataclass(frozen=True)
+class FilterRuleRow:
+    """A moderator's filter rule for one guild (kind word/regex, applies_to prompt/output/both, action block/flag)."""
+
+    id: int
+    guild_id: int
+    kind: str
+    pattern: str
+    applies_to: str
+    action: str
+    reason: str
+    created_by: int | None
+    created_at: datetime
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,12 @@ from bot.discord_app import components, render
 from bot.discord_app.access import AccessRules, Cooldowns, check_can_generate
 from bot.discord_app.delivery import TOKEN_LIFETIME, Delivery, send_ephemeral
 from bot.errors import AccessDenied
+from bot.filters import Filters
 from bot.ops.metrics import Metrics
 from bot.request_log import log_result
+from bot.safety.matcher import Verdict
+from bot.safety.rules import Rule
+from bot.safety.stream import OutputWatch
 from models.engine import Engine
 from models.errors import EngineClosed, InvalidRequest, QueueFull, TooManyPending, WorkerDied
 from models.handle import RequestHandle
@@ -43,6 +47,13 @@ class Job:
     texts: list[str]
     status: str = "Queued"
     cancelled_by: str | None = None
+    watch: OutputWatch | None = None  # the filter's check of the outputs; None without a filter
+    guild_id: int | None = None
+    reporter_id: int | None = None  # the bot's own user id: the reporter of the filter's reports
+
+    def shown(self) -> list[str]:
+        """The texts an edit may show: only what the filter has checked."""
+        return self.watch.visible(self.texts) if self.watch is not None else self.texts
 
 
 @dataclass
@@ -65,6 +76,7 @@ class JobManager:
     model_name: str
     metrics: Metrics | None = None
     options: JobOptions = field(default_factory=JobOptions)
+    filters: Filters | None = None
     jobs: dict[int, Job] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     accepting: bool = True
@@ -78,9 +90,13 @@ class JobManager:
         new = self._new_request(interaction, prompt, params, parent_id)
         try:
             await self._check(interaction)
+            prompt_verdict = await self._check_prompt(interaction, prompt)
             handle = self.engine.submit(
                 GenerationRequest(prompt=prompt, params=params, user_key=str(interaction.user.id))
             )
+        except FilterBlocked as blocked:
+            await self._refuse(interaction, new, blocked.reason, logged=blocked.logged)
+            return None
         except (AccessDenied, InvalidRequest, QueueFull, TooManyPending, EngineClosed, WorkerDied) as exc:
             await self._refuse(interaction, new, _refusal_text(exc, self.engine))
             return None
@@ -94,7 +110,12 @@ class JobManager:
             raise
         self.cooldowns.touch(interaction.user.id)
         delivery = Delivery(interaction, interval_s=self.options.edit_interval_s, token_lifetime=self.options.token_lifetime)
-        job = Job(request_id, interaction.user.id, prompt, params, handle, delivery, [""] * params.variants)
+        job = Job(request_id, interaction.user.id, prompt, params, handle, delivery, [""] * params.variants,
+                  guild_id=interaction.guild_id,
+                  reporter_id=interaction.client.user.id if interaction.client.user else None)
+        if self.filters is not None:
+            job.watch = await self.filters.watch(interaction.guild_id)
+            await self._report_flags(job, prompt_verdict.flags, "prompt")
         self.jobs[request_id] = job
         task = asyncio.create_task(self._drive(job), name=f"job-{request_id}")
         self.tasks.add(task)
@@ -137,9 +158,23 @@ class JobManager:
                 "Please try again later."
             )
 
-    async def _refuse(self, interaction: discord.Interaction, new: NewRequest, reason: str) -> None:
+    async def _check_prompt(self, interaction: discord.Interaction, prompt: str) -> Verdict:
+        """The filter's verdict on the prompt; raises FilterBlocked when a block rule matches."""
+        if self.filters is None:
+            return Verdict()
+        verdict = await self.filters.check_prompt(interaction.guild_id, prompt)
+        if verdict.block is not None:
+            rule = verdict.block
+            log.info("interaction %s: prompt blocked by filter %s", interaction.id, rule.key)
+            raise FilterBlocked(f"I can't continue that prompt here: {rule.reason}.",
+                                f"blocked by filter {rule.key}: {rule.reason}")
+        return verdict
+
+    async def _refuse(
+        self, interaction: discord.Interaction, new: NewRequest, reason: str, *, logged: str | None = None
+    ) -> None:
         await send_ephemeral(interaction, reason)
-        await self.store.record_rejected(new, reason)
+        await self.store.record_rejected(new, logged or reason)
         self._observe("rejected")
 
     async def _defer(self, interaction: discord.Interaction, handle: RequestHandle, new: NewRequest) -> bool:
@@ -202,9 +237,16 @@ class JobManager:
                 await self._show_progress(job)
             case Delta(variant=variant, text=text):
                 # The first visible words go out at once; after that, edits are throttled.
-                first_words = not any(t.strip() for t in job.texts) and bool(text.strip())
+                had_words = any(t.strip() for t in job.shown())
                 job.texts[variant] += text
-                await self._show_progress(job, now=first_words)
+                if job.watch is not None:
+                    # Checked before the text can reach any edit; a block ends the request here.
+                    verdict = job.watch.check(job.texts, variant)
+                    await self._report_flags(job, verdict.new_flags, "output")
+                    if verdict.block is not None:
+                        await self._withhold(job, verdict.block, job.texts)
+                        return True
+                await self._show_progress(job, now=not had_words and any(t.strip() for t in job.shown()))
             case Done(result=result):
                 await self._finish_done(job, result)
                 return True
@@ -217,10 +259,16 @@ class JobManager:
         return False
 
     async def _show_progress(self, job: Job, *, now: bool = False) -> None:
-        content = render.progress(job.prompt, job.texts, f"#{job.request_id} · {job.status}")
+        content = render.progress(job.prompt, job.shown(), f"#{job.request_id} · {job.status}")
         await job.delivery.show(content, components.running_view(job.request_id), now=now)
 
     async def _finish_done(self, job: Job, result: GenerationResult) -> None:
+        if job.watch is not None:
+            verdict = job.watch.check_final(result.texts)
+            await self._report_flags(job, verdict.new_flags, "output")
+            if verdict.block is not None:
+                await self._withhold(job, verdict.block, result.texts)
+                return
         await log_result(self.store, job.request_id, result)
         self._observe("done", result.queue_s, result.generation_s, sum(result.completion_tokens))
         footer = f"\n-# #{job.request_id} · seed {result.seed} · {sum(result.completion_tokens)} tokens · {result.generation_s:.1f} s"
@@ -239,15 +287,37 @@ class JobManager:
             await self.store.mark_failed(job.request_id, reason)
             self._observe("failed")
             note = f"⚠️ Generation failed: {reason}"
-        text = render.compose(job.prompt, job.texts) + f"\n-# #{job.request_id} · {note}"
+        text = render.compose(job.prompt, job.shown()) + f"\n-# #{job.request_id} · {note}"
         await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "failed")
 
     async def _finish_cancelled(self, job: Job) -> None:
         who = job.cancelled_by or "request"
         await self.store.mark_cancelled(job.request_id, f"cancelled by {who}")
         self._observe("cancelled")
-        text = render.compose(job.prompt, job.texts) + f"\n-# #{job.request_id} · Cancelled by {who}."
+        text = render.compose(job.prompt, job.shown()) + f"\n-# #{job.request_id} · Cancelled by {who}."
         await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "cancelled")
+
+    async def _withhold(self, job: Job, rule: Rule, texts: list[str] | tuple[str, ...]) -> None:
+        """Stop generating, keep the full text for moderators, open a report, and show only that it was withheld."""
+        job.handle.cancel()
+        log.info("request %s: output withheld by filter %s", job.request_id, rule.key)
+        await self.store.mark_withheld(job.request_id, outputs=list(texts),
+                                       reason=f"withheld by filter {rule.key}: {rule.reason}")
+        await self._report(job, f"Filter {rule.key} withheld the output: {rule.reason}")
+        self._observe("withheld")
+        text = (render.bold_prompt(job.prompt) + f"\n\n🛡️ Withheld by this server's filter: {rule.reason}."
+                + f"\n-# #{job.request_id} · the moderators have been told")
+        await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "withheld")
+
+    async def _report_flags(self, job: Job, rules: tuple[Rule, ...], what: str) -> None:
+        for rule in rules:
+            log.info("request %s: %s flagged by filter %s", job.request_id, what, rule.key)
+            await self._report(job, f"Filter {rule.key} flagged the {what}: {rule.reason}")
+
+    async def _report(self, job: Job, reason: str) -> None:
+        """Open a report from the bot itself, beside members' reports in /mod reports."""
+        if job.reporter_id is not None:
+            await self.store.add_report(job.request_id, job.reporter_id, reason, job.guild_id)
 
     async def _deliver(self, job: Job, text: str, view: discord.ui.View, outcome: str) -> None:
         chunks = render.split_message(text)
@@ -293,6 +363,14 @@ class JobManager:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class FilterBlocked(AccessDenied):
+    """A block rule matched the prompt: ``reason`` is for the member, ``logged`` (with the rule id) for the row."""
+
+    def __init__(self, reason: str, logged: str) -> None:
+        super().__init__(reason)
+        self.logged = logged
 
 
 def _refusal_text(exc: Exception, engine: Engine) -> str:

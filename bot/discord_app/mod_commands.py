@@ -11,6 +11,7 @@ from discord import app_commands
 
 from bot.discord_app import mod_views
 from bot.discord_app.access import check_moderator
+from bot.discord_app.filter_commands import FilterGroup
 from bot.discord_app.delivery import send_ephemeral
 from bot.discord_app.pager import Pager
 from bot.durations import parse_duration
@@ -33,6 +34,8 @@ class ModGroup(app_commands.Group):
         )
         self.services = services
         self.store = services.store
+        if services.filters is not None:
+            self.add_command(FilterGroup(services.filters, services.store, services.rules))
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         try:
@@ -51,7 +54,9 @@ class ModGroup(app_commands.Group):
         interaction: discord.Interaction,
         user: discord.User | None = None,
         channel: discord.TextChannel | None = None,
-        status: Literal["queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected"] | None = None,
+        status: Literal[
+            "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
+        ] | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         filters = RequestFilter(
@@ -122,7 +127,7 @@ class ModGroup(app_commands.Group):
                 f"{count} request{'s' if count != 1 else ''} exported.", file=discord.File(path, filename=name), ephemeral=True
             )
 
-    @app_commands.command(name="reports", description="Open reports from members; resolve them here")
+    @app_commands.command(name="reports", description="Open reports from members and the filter; resolve them here")
     async def reports(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self._audit(interaction, "mod.reports")

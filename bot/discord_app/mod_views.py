@@ -12,7 +12,7 @@ from storage.types import ReportRow, RequestRow
 
 STATUS_ICONS = {
     "queued": "⏳", "running": "▶️", "done": "✅", "failed": "⚠️", "cancelled": "✖️",
-    "interrupted": "⏹️", "expired": "⌛", "rejected": "⛔",
+    "interrupted": "⏹️", "expired": "⌛", "rejected": "⛔", "withheld": "🛡️",
 }
 
 
