@@ -23,7 +23,6 @@ ON_ENGINE_LOOP = pytest.mark.asyncio(loop_scope="module")  # one engine (one mod
 
 LIMITS = ParamLimits(max_new_tokens=4, max_variants=3, max_prompt_chars=400)
 FIELDS = tuple(f.name for f in fields(GenerationParams))
-NEEDS_LEAD = pytest.mark.xfail(strict=True, reason="needs the lead's per-row isolation")
 
 # What the sampler can run, written from its side: whole numbers or finite reals inside these bounds.
 WHOLE = {"max_new_tokens": (1, LIMITS.max_new_tokens), "top_k": (0, 1000), "variants": (1, LIMITS.max_variants),
@@ -149,8 +148,6 @@ async def burst(engine: Engine, requests: list[GenerationRequest]) -> list[Outco
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 async def test_each_request_runs_or_is_refused_with_a_reason(engine: Engine, params: GenerationParams) -> None:
-    if isinstance(params.temperature, (int, float)) and 0 < params.temperature < 1e-4:
-        params = replace(params, temperature=0.5)  # tiny temperatures: test_tiny_temperatures_run_greedily
     got = await outcome_of(engine, GenerationRequest("Once upon a time", params, user_key="prop"))
     event(got.status)
     if got.status == "refused":
@@ -161,7 +158,6 @@ async def test_each_request_runs_or_is_refused_with_a_reason(engine: Engine, par
         assert len(got.texts) == params.variants
 
 
-@NEEDS_LEAD
 @ON_ENGINE_LOOP
 @pytest.mark.parametrize("temperature", [5e-324, 1e-300, 1e-38])
 async def test_tiny_temperatures_run_greedily(engine: Engine, temperature: float) -> None:
@@ -191,8 +187,8 @@ def hostile(prompt: str = "Once upon a time", **params: object) -> GenerationReq
 
 
 HOSTILE = {
-    "temperature 1e-300": pytest.param(hostile(temperature=1e-300), marks=NEEDS_LEAD),
-    "denormal temperature": pytest.param(hostile(temperature=5e-324), marks=NEEDS_LEAD),
+    "temperature 1e-300": hostile(temperature=1e-300),
+    "denormal temperature": hostile(temperature=5e-324),
     "nan temperature": hostile(temperature=math.nan),
     "infinite top_p": hostile(top_p=math.inf),
     "400-digit seed": hostile(seed=10**400),
