@@ -65,15 +65,15 @@ def bot_environ(fake: FakeDiscord, tiny_model_dir: Path, tmp_path: Path, **overr
 
 
 class SlowBackend:
-    """The real backend, with every decode step taking at least ``step_s`` (to hold requests in place)."""
+    """The real backend, with every iteration taking at least ``step_s`` (to hold requests in place)."""
 
     def __init__(self, inner, step_s: float) -> None:
         self.inner = inner
         self.step_s = step_s
 
-    def step(self):
+    def iterate(self, work):
         time.sleep(self.step_s)
-        return self.inner.step()
+        return self.inner.iterate(work)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
