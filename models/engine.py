@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -11,13 +10,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
-from models.errors import EngineClosed, ModelLoadError, QueueFull, TooManyPending, WorkerDied
+from models.errors import EngineClosed, QueueFull, TooManyPending, WorkerDied
 from models.eta import Waiting, estimate_starts
 from models.fairqueue import FairQueue
 from models.handle import RequestHandle
 from models.meter import Meter
+from models.model_thread import BackendFactory, ModelThread
 from models.params import draw_seed, validate_request
 from models.protocol import Backend, Progress, RowSpec, RowStart, RowUpdate, Work
 from models.types import (
@@ -38,8 +38,6 @@ from models.types import (
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-BackendFactory = Callable[[EngineConfig, Callable[[str], None]], Backend]
 Batching = Literal["continuous", "static"]
 
 ETA_MIN_CHANGE_S = 2.0  # resend Queued when the ETA moves by more than this (or 25 %)
@@ -171,13 +169,10 @@ class Engine:
         batching: Batching = "continuous",
     ) -> None:
         self._config = config
-        self._factory = backend_factory
+        self._thread = ModelThread(backend_factory)
         self._progress = progress
         self._clock = clock
         self._batching = batching
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._inflight: asyncio.Future[Any] | None = None
-        self._backend: Backend | None = None
         self._worker: asyncio.Task[None] | None = None
         self._queue: FairQueue[_Job] = FairQueue(key=lambda job: job.user_key)
         self._jobs: dict[RequestHandle, _Job] = {}  # queued and running
@@ -198,37 +193,21 @@ class Engine:
 
     # -- lifetime ---------------------------------------------------------------------------
 
+    @property
+    def _backend(self) -> Backend | None:
+        return self._thread.backend
+
     async def __aenter__(self) -> Engine:
-        loop = asyncio.get_running_loop()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="continuebot-inference"
-        )
-
-        def progress(message: str) -> None:  # runs in the executor thread
-            loop.call_soon_threadsafe(self._progress, message)
-
         began = self._clock()
-        try:
-            self._backend = await self._call(self._factory, self._config, progress)
-            if self._config.warmup:
-                self._progress("warming up")
-                await self._call(self._backend.warmup)
-        except ModelLoadError:
-            self._executor.shutdown(wait=True)
-            raise
-        except BaseException as exc:
-            self._executor.shutdown(wait=True)
-            if isinstance(exc, Exception):
-                raise ModelLoadError(f"the model failed to start: {type(exc).__name__}: {exc}") from exc
-            raise
-        self._rows.capacity = self._config.max_batch_size or auto_batch_size(self._backend.device)
+        backend = await self._thread.start(self._config, self._progress)
+        self._rows.capacity = self._config.max_batch_size or auto_batch_size(backend.device)
         log.info(
-            "engine ready: %s on %s (%s), batches of up to %d rows, in %.1f s", self._backend.model_name,
-            self._backend.device, self._backend.dtype, self._rows.capacity, self._clock() - began,
+            "engine ready: %s on %s (%s), batches of up to %d rows, in %.1f s", backend.model_name,
+            backend.device, backend.dtype, self._rows.capacity, self._clock() - began,
         )
         self._started_at = time.time()
         self._accepting = True
-        self._worker = loop.create_task(self._work(), name="continuebot-inference-worker")
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name="continuebot-inference-worker")
         self._worker.add_done_callback(self._worker_exited)
         return self
 
@@ -257,16 +236,7 @@ class Engine:
         self._wake.set()
         if self._worker is not None:
             await asyncio.wait([self._worker])
-        if self._inflight is not None:
-            await asyncio.wait([self._inflight])  # a call the dead worker left running
-        if self._backend is not None and self._dead is None:
-            try:
-                await self._call(self._backend.reset)
-            except Exception:
-                log.exception("backend reset failed while closing")
-        self._backend = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        await self._thread.stop(reset=self._dead is None)  # also waits for a call a dead worker left running
 
     # -- the public surface -----------------------------------------------------------------
 
@@ -358,13 +328,6 @@ class Engine:
 
     # -- the worker -------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one backend call in the executor thread without blocking the loop."""
-        assert self._executor is not None
-        future = asyncio.wrap_future(self._executor.submit(fn, *args))
-        self._inflight = future
-        return await future
-
     async def _work(self) -> None:
         while not self._stopping:
             if self._queue and not self._rows:
@@ -423,7 +386,7 @@ class Engine:
         work = Work(remove=self._rows.take_removals(), add=tuple(specs))
         began = self._clock()
         try:
-            progress: Progress = await self._call(self._backend.iterate, work)
+            progress: Progress = await self._thread.call(self._backend.iterate, work)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -526,7 +489,7 @@ class Engine:
         assert self._backend is not None
         width = sum(job.params.variants for job in jobs) + (0 if reset else len(self._rows))
         if reset:
-            await self._call(self._backend.reset)  # state unknown: start clean; if this fails, the worker dies
+            await self._thread.call(self._backend.reset)  # state unknown: start clean; if this fails, the worker dies
             self._rows.clear()
         for job in jobs:
             self._rows.discard(job)
