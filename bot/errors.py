@@ -2,7 +2,9 @@
 
     BotError
     ├── ConfigError     a setting is missing or invalid (``setting`` names it); exit code 2
-    └── AccessDenied    a user may not do this here (``reason`` is fit to show them)
+    ├── AccessDenied    a user may not do this here (``reason`` is fit to show them)
+    └── RequestRefused  the engine would not take a recorded request (``reason`` is fit to show; the
+                        engine's error is the ``__cause__``); its row is already 'rejected'
 """
 
 
@@ -21,6 +23,14 @@ class ConfigError(BotError):
 
 class AccessDenied(BotError):
     """The user may not do what they asked; ``reason`` is a human sentence."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RequestRefused(BotError):
+    """The engine refused a request after it was recorded; ``reason`` is what the row and the user get."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

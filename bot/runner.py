@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.discord_app.access import AccessRules, Cooldowns
 from bot.discord_app.app import ContinueBot
 from bot.discord_app.jobs import JobManager, JobOptions
+from bot.lifecycle import RequestLifecycle
 from bot.ops.logging_setup import setup_logging
 from bot.ops.metrics import Metrics
 from bot.services import Services
@@ -130,7 +131,7 @@ async def _serve(
                 ),
                 cooldowns=Cooldowns(settings.user_cooldown_s),
                 model_name=engine.status().model_name,
-                metrics=metrics,
+                lifecycle=RequestLifecycle(store, engine, metrics),
                 options=job_options,
             )
             services = Services(settings, store, engine, jobs, jobs.rules, metrics)

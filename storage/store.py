@@ -291,6 +291,10 @@ class Store:
         """An unfinished request waited or ran past its time limit."""
         return await self._finish(request_id, "expired", reason)
 
+    async def mark_rejected(self, request_id: int, reason: str) -> bool:
+        """A recorded request the engine would not take (queue full, invalid...); ``reason`` says why."""
+        return await self._finish(request_id, "rejected", reason)
+
     async def mark_undelivered(self, request_id: int, reason: str) -> bool:
         """A done request whose result never reached the user: 'expired', its outputs kept for review."""
         result = await self._execute(

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-Status = Literal[
-    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected"
-]
-STATUSES: tuple[str, ...] = (
-    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected"
-)
-FINAL_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled", "interrupted", "expired", "rejected")
+# The one list of request statuses; every other list of them is derived from these two types.
+FinalStatus = Literal["done", "failed", "cancelled", "interrupted", "expired", "rejected"]
+Status = Literal["queued", "running", FinalStatus]
+FINAL_STATUSES: tuple[str, ...] = get_args(FinalStatus)
+STATUSES: tuple[str, ...] = ("queued", "running", *FINAL_STATUSES)
 
 
 @dataclass(frozen=True)

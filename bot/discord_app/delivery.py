@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import discord
 
-from bot.discord_app import render
 
 log = logging.getLogger(__name__)
 

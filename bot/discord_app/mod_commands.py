@@ -16,7 +16,7 @@ from bot.discord_app.pager import Pager
 from bot.durations import parse_duration
 from bot.errors import AccessDenied
 from bot.services import Services
-from storage.types import RequestFilter
+from storage.types import RequestFilter, Status
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ModGroup(app_commands.Group):
         interaction: discord.Interaction,
         user: discord.User | None = None,
         channel: discord.TextChannel | None = None,
-        status: Literal["queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected"] | None = None,
+        status: Status | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         filters = RequestFilter(

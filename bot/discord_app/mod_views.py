@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import discord
 
 from bot.discord_app.pager import Fetch, OwnedView, Pager
-from storage.types import ReportRow, RequestRow
+from storage.types import ReportRow, RequestRow, Status
 
-STATUS_ICONS = {
+STATUS_ICONS: dict[Status, str] = {
     "queued": "⏳", "running": "▶️", "done": "✅", "failed": "⚠️", "cancelled": "✖️",
     "interrupted": "⏹️", "expired": "⌛", "rejected": "⛔",
 }
