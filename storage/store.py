@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -424,14 +426,20 @@ class Store:
         path = Path(path)
         partial = path.with_name(f".{path.name}.partial")
         rows = 0
-        try:
-            with open(partial, "wb") as out:
-                async for chunk, count in self._export_chunks(fmt, filters):
-                    out.write(chunk)
-                    rows += count
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        loop = asyncio.get_running_loop()
+        # File I/O on a thread of its own, joined (idle) when the export ends.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage-export") as files:
+            try:
+                out = await loop.run_in_executor(files, partial.open, "wb")
+                try:
+                    async for chunk, count in self._export_chunks(fmt, filters):
+                        await loop.run_in_executor(files, out.write, chunk)
+                        rows += count
+                finally:
+                    await loop.run_in_executor(files, out.close)
+                await loop.run_in_executor(files, os.replace, partial, path)
+            finally:
+                await loop.run_in_executor(files, functools.partial(partial.unlink, missing_ok=True))
         return rows
 
     # ---- reports, bans, audit ---------------------------------------------------------------

@@ -35,7 +35,7 @@ class RequestRow:
 
     id: int
     source: str
-    status: str
+    status: Status
     prompt: str
     params: dict[str, Any]
     model_name: str
