@@ -10,24 +10,18 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import discord
-import yarl
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
-from bot.discord_app.access import AccessRules, Cooldowns
-from bot.discord_app.app import ContinueBot
-from bot.discord_app.jobs import JobManager, JobOptions
-from bot.lifecycle import RequestLifecycle
 from bot.ops.logging_setup import setup_logging
-from bot.ops.metrics import Metrics
-from bot.services import Services
-from models.engine import Engine
 from models.errors import ModelLoadError
-from models.loader import load_backend
-from storage import Store
 from storage.errors import StorageError
+
+if TYPE_CHECKING:  # discord.py, torch and transformers load when the bot starts, not for --help
+    from bot.discord_app.app import ContinueBot
+    from bot.discord_app.jobs import JobOptions
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +43,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 @contextlib.contextmanager
 def discord_endpoints(settings: Settings) -> Iterator[None]:
     """Point discord.py at DISCORD_API_BASE / DISCORD_GATEWAY_URL (its class attributes), then restore."""
+    import discord
+    import yarl
+
     old_base, old_gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     discord.http.Route.BASE = settings.discord_api_base
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
@@ -86,17 +83,20 @@ async def serve(
     handle_signals: bool = False,
     job_options: JobOptions | None = None,
     on_bot: Callable[[ContinueBot], Any] | None = None,
-    backend_factory: Callable[..., Any] = load_backend,
+    backend_factory: Callable[..., Any] | None = None,
 ) -> int:
     """Run until ``stop`` is set (or a signal); returns the process exit code.
 
     ``on_bot`` sees the client once it exists; ``backend_factory`` lets tests wrap the model.
     """
+    from bot.discord_app.jobs import JobOptions
+    from models.loader import load_backend
+
     stop = stop or asyncio.Event()
     remove_signals = _install_signals(stop) if handle_signals else (lambda: None)
     try:
         with discord_endpoints(settings):
-            return await _serve(settings, token, stop, job_options or JobOptions(), on_bot, backend_factory)
+            return await _serve(settings, token, stop, job_options or JobOptions(), on_bot, backend_factory or load_backend)
     except ModelLoadError as exc:
         print(f"continuebot: the model could not be loaded: {exc}", file=sys.stderr)
         return 1
@@ -115,6 +115,15 @@ async def _serve(
     on_bot: Callable[[ContinueBot], Any] | None,
     backend_factory: Callable[..., Any],
 ) -> int:
+    from bot.discord_app.access import AccessRules, Cooldowns
+    from bot.discord_app.app import ContinueBot
+    from bot.discord_app.jobs import JobManager
+    from bot.lifecycle import RequestLifecycle
+    from bot.ops.metrics import Metrics
+    from bot.services import Services
+    from models.engine import Engine
+    from storage import Store
+
     metrics = Metrics() if settings.metrics_port else None
     async with Store(settings.database_path, retention_days=settings.log_retention_days) as store:
         log.info("loading the model (first start converts it; later starts take seconds)")
@@ -165,6 +174,8 @@ async def _run_bot(bot: ContinueBot, token: str, stop: asyncio.Event, on_bot: Ca
 
 
 def _connection_ended(connection: asyncio.Task[None]) -> int:
+    import discord
+
     exc = connection.exception()
     if isinstance(exc, discord.LoginFailure):
         print("continuebot: DISCORD_TOKEN was rejected by Discord; copy it again from the Developer Portal", file=sys.stderr)
