@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 USER_KEY = "cli"
+DEFAULTS = GenerationParams()  # the engine's defaults, shown in --help
 CTRL_C = "interrupted in the terminal (Ctrl-C)"
 
 
@@ -61,12 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("prompt", help="the text to continue ('-' reads it from stdin)")
     parser.add_argument("--max-new-tokens", type=int, metavar="N", help="default: DEFAULT_MAX_NEW_TOKENS")
-    parser.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default 0.8)")
-    parser.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling mass (default 0.95)")
-    parser.add_argument("--top-k", type=int, metavar="K", help="keep the K likeliest tokens, 0 = all (default 50)")
-    parser.add_argument("--repetition-penalty", type=float, metavar="R", help="1.0 = none (default)")
+    parser.add_argument("--temperature", type=float, metavar="T", help=f"0 = greedy (default {DEFAULTS.temperature:g})")
+    parser.add_argument("--top-p", type=float, metavar="P", help=f"nucleus sampling mass (default {DEFAULTS.top_p:g})")
+    parser.add_argument("--top-k", type=int, metavar="K", help=f"keep the K likeliest tokens, 0 = all (default {DEFAULTS.top_k})")
+    parser.add_argument("--repetition-penalty", type=float, metavar="R", help=f"1.0 = none (default {DEFAULTS.repetition_penalty:g})")
     parser.add_argument("--seed", type=int, metavar="N", help="replay a result; drawn and shown when omitted")
-    parser.add_argument("--variants", type=int, default=1, metavar="N", help="how many continuations (default 1)")
+    parser.add_argument("--variants", type=int, metavar="N", help=f"how many continuations (default {DEFAULTS.variants})")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(run=run)
