@@ -81,10 +81,10 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
     """A plain aligned text table of ``columns`` from each row."""
     cells = [[fmt(row.get(col)) for col in columns] for row in rows]
     widths = [max(len(col), *(len(r[i]) for r in cells)) if cells else len(col) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.ljust(w) for col, w in zip(columns, widths))]
+    lines = ["  ".join(col.ljust(w) for col, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     numeric = [all(isinstance(row.get(col), (int, float, type(None))) for row in rows) for col in columns]
-    lines += ["  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)) for r in cells]
+    lines += ["  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True)) for r in cells]
     return "\n".join(lines)
 
 

@@ -238,7 +238,7 @@ async def run_bot(fake: FakeDiscord, bot: ContinueBot, clock: SubmitClock, scena
 
         inters = await asyncio.gather(*(one(i) for i in range(len(users))))
     measured = [await measure(inter, prompt, start, bot, clock.at.get(str(inter.user_id)))
-                for inter, prompt in zip(inters, prompts)]
+                for inter, prompt in zip(inters, prompts, strict=True)]
     extra = {
         "defers_s": [m.defer_s for m in measured if m.defer_s is not None],
         "overheads_s": [m.overhead_s for m in measured if m.overhead_s is not None],

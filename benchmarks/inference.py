@@ -209,7 +209,7 @@ def run_seed(args: argparse.Namespace, scenario: str) -> RunResult:
         model.generate(**tokenizer("Hello", return_tensors="pt"), max_new_tokens=2, pad_token_id=pad)  # warm-up
     samples = [Sample(arrival=t) for t in arrivals(scenario, len(reqs), args.interval)]
     start = time.perf_counter()
-    for request, sample in zip(reqs, samples):
+    for request, sample in zip(reqs, samples, strict=True):
         time.sleep(max(0.0, start + sample.arrival - time.perf_counter()))
         inputs = tokenizer(request.prompt, return_tensors="pt").to(model.device)
         torch.manual_seed(request.params.seed or 0)
@@ -269,7 +269,7 @@ async def run_engine(args: argparse.Namespace, scenario: str) -> RunResult:
                     elif isinstance(event, Failed):
                         raise RuntimeError(f"the engine failed a request: {event.reason}")
 
-            await asyncio.gather(*(one(r, s) for r, s in zip(reqs, samples)))
+            await asyncio.gather(*(one(r, s) for r, s in zip(reqs, samples, strict=True)))
         extra = {"batch": engine.status().batch_size, "threads": config.torch_threads}
     return RunResult(scenario, "engine", samples, lag.p99_ms, lag.max_ms, extra)
 
@@ -294,7 +294,7 @@ async def run_peer(args: argparse.Namespace, scenario: str) -> RunResult:
                 await asyncio.sleep(max(0.0, start + sample.arrival - loop.time()))
                 await _peer_completion(session, url, args.peer_model, request.prompt, request.params, sample, start)
 
-            await asyncio.gather(*(one(r, s) for r, s in zip(reqs, samples)))
+            await asyncio.gather(*(one(r, s) for r, s in zip(reqs, samples, strict=True)))
     return RunResult(scenario, "peer", samples, lag.p99_ms, lag.max_ms, {"peer": args.peer_url})
 
 

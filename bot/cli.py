@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import load_settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, InvalidSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "needs_settings", True):
             settings = load_settings(env_file=args.env_file)
-    except ConfigError as exc:
-        print(f"continuebot: configuration error: {exc}", file=sys.stderr)
+    except InvalidSettings as invalid:
+        for error in invalid.errors:
+            print(f"continuebot: configuration error: {error}", file=sys.stderr)
         return 2
     try:
         return int(args.run(args, settings) or 0)

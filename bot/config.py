@@ -7,20 +7,22 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar, cast, get_args
 
 from dotenv import dotenv_values
 
-from bot.errors import ConfigError
-from models.types import EngineConfig, ParamLimits
+from bot.errors import ConfigError, InvalidSettings
+from models.types import EngineConfig, GenerationParams, ParamLimits, PromptOverflow
 
 T = TypeVar("T")
 
 # Bot tokens are three base64url parts separated by dots: user id, timestamp, HMAC.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{17,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
+TOKEN_FIX = "copy it from the Developer Portal (your app > Bot > Reset Token) into .env"
 DEVICE_SHAPE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+PROMPT_OVERFLOWS: tuple[PromptOverflow, ...] = get_args(PromptOverflow)
 
 
 @dataclass(frozen=True)
@@ -32,22 +34,22 @@ class Settings:
     discord_guild_ids: tuple[int, ...] = ()
     discord_api_base: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
-    # Model and engine
-    model_name: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    model_cache_dir: Path = Path("model-cache")
-    max_batch_size: int = 8
-    max_queue_size: int = 64
-    max_pending_per_user: int = 3
-    request_timeout_s: float = 300.0
-    prompt_overflow: str = "truncate"
-    max_new_tokens: int = 256
-    default_max_new_tokens: int = 64
-    max_variants: int = 5
-    max_prompt_chars: int = 4000
-    torch_threads: int = 0
-    batch_wait_ms: float = 5.0
+    # Model and engine: the engine's defaults are written once, in models.types
+    model_name: str | None = EngineConfig.model_name
+    device: str = EngineConfig.device
+    dtype: str = EngineConfig.dtype
+    model_cache_dir: Path = EngineConfig.cache_dir
+    max_batch_size: int = EngineConfig.max_batch_size
+    max_queue_size: int = EngineConfig.max_queue_size
+    max_pending_per_user: int = EngineConfig.max_pending_per_user
+    request_timeout_s: float = EngineConfig.request_timeout_s
+    prompt_overflow: PromptOverflow = EngineConfig.prompt_overflow
+    max_new_tokens: int = ParamLimits.max_new_tokens
+    default_max_new_tokens: int = GenerationParams.max_new_tokens
+    max_variants: int = ParamLimits.max_variants
+    max_prompt_chars: int = ParamLimits.max_prompt_chars
+    torch_threads: int = EngineConfig.torch_threads
+    batch_wait_ms: float = EngineConfig.batch_wait_s * 1000
     # Storage
     database_path: Path = Path("continuebot.db")
     log_retention_days: int = 0
@@ -77,7 +79,7 @@ class Settings:
             max_queue_size=self.max_queue_size,
             max_pending_per_user=self.max_pending_per_user,
             request_timeout_s=self.request_timeout_s,
-            prompt_overflow=self.prompt_overflow,  # type: ignore[arg-type]
+            prompt_overflow=self.prompt_overflow,
             limits=ParamLimits(
                 max_new_tokens=self.max_new_tokens,
                 max_variants=self.max_variants,
@@ -97,18 +99,11 @@ class Settings:
 def check_token(token: str | None) -> None:
     """Raise ConfigError unless ``token`` has the shape of a Discord bot token."""
     if not token:
-        raise ConfigError(
-            "DISCORD_TOKEN",
-            "is not set; copy it from the Developer Portal (Bot > Reset Token) into .env",
-        )
+        raise ConfigError("DISCORD_TOKEN", "is not set", TOKEN_FIX)
     if token.lower().startswith("bot "):
         raise ConfigError("DISCORD_TOKEN", "must be the bare token, without the 'Bot ' prefix")
     if not TOKEN_SHAPE.match(token):
-        raise ConfigError(
-            "DISCORD_TOKEN",
-            "does not look like a bot token (three dot-separated parts); "
-            "copy it again from the Developer Portal",
-        )
+        raise ConfigError("DISCORD_TOKEN", "does not look like a bot token (three dot-separated parts)", TOKEN_FIX)
 
 
 def load_settings(
@@ -123,10 +118,15 @@ def load_settings(
 
 
 class _Parser:
-    """Turns raw strings into typed values, each error naming its setting."""
+    """Turns raw strings into typed values; every error is collected (naming its setting), none stops the pass."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self.values = values
+        self.errors: list[ConfigError] = []
+
+    def error(self, name: str, message: str, default: T) -> T:
+        self.errors.append(ConfigError(name, message))
+        return default
 
     def raw(self, name: str) -> str | None:
         value = self.values.get(name)
@@ -134,27 +134,28 @@ class _Parser:
             return None
         return value.strip()
 
-    def get(self, name: str, parse: Callable[[str], T], default: T, what: str) -> T:
+    def get(self, name: str, parse: Callable[[str], T], default: T, what: str) -> tuple[T, bool]:
+        """The parsed value and whether it parsed (the default when missing or bad)."""
         value = self.raw(name)
         if value is None:
-            return default
+            return default, True
         try:
-            return parse(value)
+            return parse(value), True
         except (ValueError, TypeError):
-            raise ConfigError(name, f"must be {what}, got {value!r}") from None
+            return self.error(name, f"must be {what}, got {value!r}", default), False
 
     def int_in(self, name: str, default: int, low: int, high: int | None = None) -> int:
         what = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
-        value = self.get(name, int, default, what)
-        if value < low or (high is not None and value > high):
-            raise ConfigError(name, f"must be {what}, got {value}")
+        value, parsed = self.get(name, int, default, what)
+        if parsed and (value < low or (high is not None and value > high)):
+            return self.error(name, f"must be {what}, got {value}", default)
         return value
 
     def float_in(self, name: str, default: float, low: float, high: float | None = None) -> float:
         what = f"a number from {low:g}" + (f" to {high:g}" if high is not None else " up")
-        value = self.get(name, float, default, what)
-        if not (value >= low) or (high is not None and value > high):
-            raise ConfigError(name, f"must be {what}, got {value}")
+        value, parsed = self.get(name, float, default, what)
+        if parsed and (not (value >= low) or (high is not None and value > high)):
+            return self.error(name, f"must be {what}, got {value}", default)
         return value
 
     def ids(self, name: str) -> tuple[int, ...]:
@@ -163,7 +164,7 @@ class _Parser:
             return ()
         parts = [p.strip() for p in value.split(",") if p.strip()]
         if not all(p.isdigit() for p in parts):
-            raise ConfigError(name, f"must be a comma-separated list of numeric Discord ids, got {value!r}")
+            return self.error(name, f"must be a comma-separated list of numeric Discord ids, got {value!r}", ())
         return tuple(int(p) for p in parts)
 
     def flag(self, name: str, default: bool) -> bool:
@@ -175,7 +176,7 @@ class _Parser:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(name, f"must be true or false, got {value!r}")
+        return self.error(name, f"must be true or false, got {value!r}", default)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
         value = self.raw(name)
@@ -183,7 +184,7 @@ class _Parser:
             return default
         value = value.upper() if upper else value.lower()
         if value not in choices:
-            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+            return self.error(name, f"must be one of {', '.join(choices)}, got {value!r}", default)
         return value
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
@@ -191,51 +192,60 @@ class _Parser:
         if value is None:
             return default
         if not value.startswith(tuple(f"{s}://" for s in schemes)):
-            raise ConfigError(name, f"must be a {' or '.join(schemes)} URL, got {value!r}")
+            return self.error(name, f"must be a {' or '.join(schemes)} URL, got {value!r}", default)
         return value.rstrip("/") if "http" in schemes else value
 
+    def path(self, name: str, default: Path) -> Path:
+        value = self.raw(name)
+        return Path(value) if value else default
+
     def settings(self) -> Settings:
-        token = self.raw("DISCORD_TOKEN")
-        device = (self.raw("DEVICE") or "auto").lower()
+        """Every setting, or InvalidSettings listing each one that is wrong."""
+        d = Settings  # the defaults, each written once: in Settings (engine ones come from models.types)
+        device = (self.raw("DEVICE") or d.device).lower()
         if not DEVICE_SHAPE.match(device):
-            raise ConfigError("DEVICE", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
-        max_new = self.int_in("MAX_NEW_TOKENS", 256, 1, 4096)
-        default_new = self.int_in("DEFAULT_MAX_NEW_TOKENS", min(64, max_new), 1, 4096)
+            device = self.error("DEVICE", f"must be auto, cpu, cuda or cuda:N, got {device!r}", d.device)
+        max_new = self.int_in("MAX_NEW_TOKENS", d.max_new_tokens, 1, 4096)
+        default_new = self.int_in("DEFAULT_MAX_NEW_TOKENS", min(d.default_max_new_tokens, max_new), 1, 4096)
         if default_new > max_new:
-            raise ConfigError("DEFAULT_MAX_NEW_TOKENS", f"must not exceed MAX_NEW_TOKENS ({max_new})")
+            default_new = self.error(
+                "DEFAULT_MAX_NEW_TOKENS", f"must not exceed MAX_NEW_TOKENS ({max_new})", min(default_new, max_new)
+            )
         log_file = self.raw("LOG_FILE")
-        kwargs: dict[str, Any] = dict(
-            discord_token=token,
+        settings = Settings(
+            discord_token=self.raw("DISCORD_TOKEN"),
             discord_guild_ids=self.ids("DISCORD_GUILD_IDS"),
-            discord_api_base=self.url("DISCORD_API_BASE", Settings.discord_api_base, ("http", "https")),
-            discord_gateway_url=self.url("DISCORD_GATEWAY_URL", Settings.discord_gateway_url, ("ws", "wss")),
+            discord_api_base=self.url("DISCORD_API_BASE", d.discord_api_base, ("http", "https")),
+            discord_gateway_url=self.url("DISCORD_GATEWAY_URL", d.discord_gateway_url, ("ws", "wss")),
             model_name=self.raw("MODEL_NAME"),
             device=device,
-            dtype=self.choice("DTYPE", "auto", DTYPES),
-            model_cache_dir=Path(self.raw("MODEL_CACHE_DIR") or "model-cache"),
-            max_batch_size=self.int_in("MAX_BATCH_SIZE", 8, 1, 256),
-            max_queue_size=self.int_in("MAX_QUEUE_SIZE", 64, 1),
-            max_pending_per_user=self.int_in("MAX_PENDING_PER_USER", 3, 1),
-            request_timeout_s=self.float_in("REQUEST_TIMEOUT_S", 300.0, 1.0),
-            prompt_overflow=self.choice("PROMPT_OVERFLOW", "truncate", ("truncate", "reject")),
+            dtype=self.choice("DTYPE", d.dtype, DTYPES),
+            model_cache_dir=self.path("MODEL_CACHE_DIR", d.model_cache_dir),
+            max_batch_size=self.int_in("MAX_BATCH_SIZE", d.max_batch_size, 0, 256),  # 0: by device
+            max_queue_size=self.int_in("MAX_QUEUE_SIZE", d.max_queue_size, 1),
+            max_pending_per_user=self.int_in("MAX_PENDING_PER_USER", d.max_pending_per_user, 1),
+            request_timeout_s=self.float_in("REQUEST_TIMEOUT_S", d.request_timeout_s, 1.0),
+            prompt_overflow=cast(PromptOverflow, self.choice("PROMPT_OVERFLOW", d.prompt_overflow, PROMPT_OVERFLOWS)),
             max_new_tokens=max_new,
             default_max_new_tokens=default_new,
-            max_variants=self.int_in("MAX_VARIANTS", 5, 1, 5),
-            max_prompt_chars=self.int_in("MAX_PROMPT_CHARS", 4000, 1, 100_000),
-            torch_threads=self.int_in("TORCH_THREADS", 0, 0, 1024),
-            batch_wait_ms=self.float_in("BATCH_WAIT_MS", 5.0, 0.0, 1000.0),
-            database_path=Path(self.raw("DATABASE_PATH") or "continuebot.db"),
-            log_retention_days=self.int_in("LOG_RETENTION_DAYS", 0, 0),
+            max_variants=self.int_in("MAX_VARIANTS", d.max_variants, 1, 5),
+            max_prompt_chars=self.int_in("MAX_PROMPT_CHARS", d.max_prompt_chars, 1, 100_000),
+            torch_threads=self.int_in("TORCH_THREADS", d.torch_threads, 0, 1024),
+            batch_wait_ms=self.float_in("BATCH_WAIT_MS", d.batch_wait_ms, 0.0, 1000.0),
+            database_path=self.path("DATABASE_PATH", d.database_path),
+            log_retention_days=self.int_in("LOG_RETENTION_DAYS", d.log_retention_days, 0),
             allowed_channel_ids=self.ids("ALLOWED_CHANNEL_IDS"),
             allowed_role_ids=self.ids("ALLOWED_ROLE_IDS"),
             moderator_role_ids=self.ids("MODERATOR_ROLE_IDS"),
-            allow_dms=self.flag("ALLOW_DMS", False),
-            user_cooldown_s=self.float_in("USER_COOLDOWN_S", 0.0, 0.0),
+            allow_dms=self.flag("ALLOW_DMS", d.allow_dms),
+            user_cooldown_s=self.float_in("USER_COOLDOWN_S", d.user_cooldown_s, 0.0),
             filter_file=Path(filter_file) if (filter_file := self.raw("FILTER_FILE")) else None,
-            shutdown_grace_s=self.float_in("SHUTDOWN_GRACE_S", 30.0, 0.0, 600.0),
-            metrics_port=self.int_in("METRICS_PORT", 0, 0, 65535),
-            metrics_host=self.raw("METRICS_HOST") or "127.0.0.1",
+            shutdown_grace_s=self.float_in("SHUTDOWN_GRACE_S", d.shutdown_grace_s, 0.0, 600.0),
+            metrics_port=self.int_in("METRICS_PORT", d.metrics_port, 0, 65535),
+            metrics_host=self.raw("METRICS_HOST") or d.metrics_host,
             log_file=Path(log_file) if log_file else None,
-            log_level=self.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+            log_level=self.choice("LOG_LEVEL", d.log_level, LOG_LEVELS, upper=True),
         )
-        return Settings(**kwargs)
+        if self.errors:
+            raise InvalidSettings(self.errors)
+        return settings

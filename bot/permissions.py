@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import discord
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # discord.py takes a while to import; `continuebot invite --help` should not wait
+    import discord
 
 OAUTH_SCOPES: tuple[str, ...] = ("bot", "applications.commands")
 
@@ -22,6 +25,8 @@ REQUIRED_FLAGS: tuple[tuple[str, str], ...] = (
 
 def required_permissions() -> discord.Permissions:
     """A fresh ``discord.Permissions`` with exactly the flags the bot uses."""
+    import discord
+
     return discord.Permissions(**{name: True for name, _ in REQUIRED_FLAGS})
 
 

@@ -10,27 +10,19 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import discord
-import yarl
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
-from bot.discord_app.access import AccessRules, Cooldowns
-from bot.discord_app.app import ContinueBot
-from bot.discord_app.jobs import JobManager, JobOptions
-from bot.filters import Filters
 from bot.ops.logging_setup import setup_logging
-from bot.ops.metrics import Metrics
-from bot.safety.errors import RuleFileError
-from bot.safety.rule_file import load_rule_file
-from bot.safety.rules import Rule
-from bot.services import Services
-from models.engine import Engine
 from models.errors import ModelLoadError
-from models.loader import load_backend
-from storage import Store
 from storage.errors import StorageError
+
+if TYPE_CHECKING:  # discord.py, torch and transformers load when the bot starts, not for --help
+    from bot.safety.rules import Rule
+    from bot.discord_app.app import ContinueBot
+    from bot.discord_app.jobs import JobOptions
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +44,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 @contextlib.contextmanager
 def discord_endpoints(settings: Settings) -> Iterator[None]:
     """Point discord.py at DISCORD_API_BASE / DISCORD_GATEWAY_URL (its class attributes), then restore."""
+    import discord
+    import yarl
+
     old_base, old_gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     discord.http.Route.BASE = settings.discord_api_base
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
@@ -89,12 +84,16 @@ async def serve(
     handle_signals: bool = False,
     job_options: JobOptions | None = None,
     on_bot: Callable[[ContinueBot], Any] | None = None,
-    backend_factory: Callable[..., Any] = load_backend,
+    backend_factory: Callable[..., Any] | None = None,
 ) -> int:
     """Run until ``stop`` is set (or a signal); returns the process exit code.
 
     ``on_bot`` sees the client once it exists; ``backend_factory`` lets tests wrap the model.
     """
+    from bot.discord_app.jobs import JobOptions
+    from bot.safety.errors import RuleFileError
+    from bot.safety.rule_file import load_rule_file
+
     stop = stop or asyncio.Event()
     try:
         file_rules = load_rule_file(settings.filter_file) if settings.filter_file else ()
@@ -123,14 +122,27 @@ async def _serve(
     stop: asyncio.Event,
     job_options: JobOptions,
     on_bot: Callable[[ContinueBot], Any] | None,
-    backend_factory: Callable[..., Any],
+    backend_factory: Callable[..., Any] | None,
     file_rules: tuple[Rule, ...],
 ) -> int:
+    from bot.discord_app.access import AccessRules, Cooldowns
+    from bot.discord_app.app import ContinueBot
+    from bot.discord_app.jobs import JobManager
+    from bot.filters import Filters
+    from bot.lifecycle import RequestLifecycle
+    from bot.ops.metrics import Metrics
+    from bot.services import Services
+    from models.engine import Engine
+    from storage import Store
+
     metrics = Metrics() if settings.metrics_port else None
     async with Store(settings.database_path, retention_days=settings.log_retention_days) as store:
         log.info("loading the model (first start converts it; later starts take seconds)")
         progress = lambda message: log.info("model: %s", message)  # noqa: E731
-        async with Engine(settings.engine_config(), backend_factory=backend_factory, progress=progress) as engine:
+        # The model loads on the engine's inference thread (torch is first imported there), unless a test wraps it.
+        engine_ = (Engine(settings.engine_config(), progress=progress) if backend_factory is None
+                   else Engine(settings.engine_config(), progress=progress, backend_factory=backend_factory))
+        async with engine_ as engine:
             jobs = JobManager(
                 store=store,
                 engine=engine,
@@ -142,7 +154,7 @@ async def _serve(
                 ),
                 cooldowns=Cooldowns(settings.user_cooldown_s),
                 model_name=engine.status().model_name,
-                metrics=metrics,
+                lifecycle=RequestLifecycle(store, engine, metrics),
                 options=job_options,
                 filters=Filters(store, file_rules),
             )
@@ -177,6 +189,8 @@ async def _run_bot(bot: ContinueBot, token: str, stop: asyncio.Event, on_bot: Ca
 
 
 def _connection_ended(connection: asyncio.Task[None]) -> int:
+    import discord
+
     exc = connection.exception()
     if isinstance(exc, discord.LoginFailure):
         print("continuebot: DISCORD_TOKEN was rejected by Discord; copy it again from the Developer Portal", file=sys.stderr)

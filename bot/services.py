@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.config import Settings
 from bot.discord_app.access import AccessRules
@@ -11,6 +11,14 @@ from bot.filters import Filters
 from bot.ops.metrics import Metrics
 from models.engine import Engine
 from storage import Store
+
+
+@dataclass(frozen=True)
+class ViewTimeouts:
+    """How long buttons answer before their message says they expired (tests shorten them)."""
+
+    confirm_s: float = 120.0  # the /forget-me confirmation
+    pager_s: float = 600.0  # /mod pages
 
 
 @dataclass
@@ -24,3 +32,4 @@ class Services:
     rules: AccessRules
     metrics: Metrics | None = None
     filters: Filters | None = None
+    view_timeouts: ViewTimeouts = field(default_factory=ViewTimeouts)

@@ -232,7 +232,7 @@ class TorchBackend:
         # The batch changes only from here on: a prefill that raised left the running rows as they were.
         if self._slots is None:
             self._slots = SlotCache(self._device)
-        self._slots.admit([(layer.keys, layer.values) for layer in cache.layers], [len(ids) for _, ids in accepted])
+        self._slots.admit([_keys_values(layer) for layer in cache.layers], [len(ids) for _, ids in accepted])
         first = len(self._rows)
         self._rows += [self._new_row(spec, ids) for spec, ids in accepted]
         self._settings += settings
@@ -266,7 +266,7 @@ class TorchBackend:
         rows = torch.arange(first, first + len(chosen), device=self._device)
         self._seen[rows, chosen] = True
         picked = torch.stack([chosen, broken.long()]).tolist()  # the iteration's one wait for the device
-        for row, token, bad in zip(self._rows[first:], picked[0], picked[1]):
+        for row, token, bad in zip(self._rows[first:], picked[0], picked[1], strict=True):
             self._record(row, token, bool(bad))
         leaving = {slot for slot, row in enumerate(self._rows) if row.finish_reason is not None}
         if leaving:
@@ -323,6 +323,11 @@ class TorchBackend:
         self._next = self._next.index_select(0, index)
         self._seen = self._seen.index_select(0, index)
         self._sampler.set_rows(self._settings, self._seen)
+
+
+def _keys_values(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full-attention cache layer's tensors (the loader refuses models with any other kind)."""
+    return layer.keys, layer.values
 
 
 # The name the rest of the code base knows the in-process model by.

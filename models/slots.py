@@ -55,7 +55,7 @@ class SlotCache:
         shape = (max(rows, slots), heads, new_width, dim)
         used = max(self.lengths, default=0)
         fresh = [torch.zeros(shape, dtype=self._dtype, device=self._device) for _ in range(2 * layers)]
-        for old, new in zip(self.keys + self.values, fresh):
+        for old, new in zip(self.keys + self.values, fresh[: len(self.keys) * 2], strict=True):
             new[: self.rows, :, :used] = old[: self.rows, :, :used]
         self.keys, self.values = fresh[:layers], fresh[layers:]
         self._dirty = [min(d, used) for d in self._dirty] + [0] * (shape[0] - len(self._dirty))
@@ -79,8 +79,8 @@ class SlotCache:
         self._reserve(first + len(prompt_lengths), max(prompt_lengths) + 1)
         for i, length in enumerate(prompt_lengths):
             self._clear(first + i, length)
-        for buffers, new in zip(zip(self.keys, self.values), layers):
-            for buffer, states in zip(buffers, new):
+        for buffers, new in zip(zip(self.keys, self.values, strict=True), layers, strict=True):
+            for buffer, states in zip(buffers, new, strict=True):
                 for i, length in enumerate(prompt_lengths):
                     buffer[first + i, :, :length] = states[i, :, width - length:]
         self.lengths = self.lengths + list(prompt_lengths)
@@ -95,7 +95,7 @@ class SlotCache:
         order = list(range(rows))
         for slot in leaving:
             self._dirty[slot] = max(self._dirty[slot], self.lengths[slot] + 1)
-        for hole, source in zip(holes, movers):
+        for hole, source in zip(holes, movers, strict=True):
             self._copy(source, hole)
             order[hole] = source
         order = order[:keep]

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Literal, Union
 
 
+PromptOverflow = Literal["truncate", "reject"]  # truncate keeps the prompt's end
+
+
 @dataclass(frozen=True)
 class ParamLimits:
     """Caps the owner sets on what a request may ask for."""
@@ -39,7 +42,7 @@ class EngineConfig:
     max_queue_size: int = 64
     max_pending_per_user: int = 3
     request_timeout_s: float = 300.0
-    prompt_overflow: Literal["truncate", "reject"] = "truncate"  # truncate keeps the prompt's end
+    prompt_overflow: PromptOverflow = "truncate"
     limits: ParamLimits = field(default_factory=ParamLimits)
     warmup: bool = True
     torch_threads: int = 0  # 0: decode on every core but one (the event loop's), prefill on every core

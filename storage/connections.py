@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -40,11 +40,18 @@ def configure_writer(conn: sqlite3.Connection, path: Path, synchronous: Synchron
     conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
 
 
-async def open_reader(path: Path, busy_timeout_ms: int, *, chunk: int = 64) -> aiosqlite.Connection:
-    """A connection that cannot write (``mode=ro``), with the literal-match function for search."""
+JOIN_TIMEOUT_S = 1.0
+
+
+def _read_only_uri(path: Path) -> str:
     if not path.is_file():
         raise DatabaseUnavailable(path, "no such file (nothing has been logged yet?)")
-    uri = path.resolve().as_uri() + "?mode=ro"
+    return path.resolve().as_uri() + "?mode=ro"
+
+
+async def open_reader(path: Path, busy_timeout_ms: int, *, chunk: int = 64) -> aiosqlite.Connection:
+    """A connection that cannot write (``mode=ro``), with the literal-match function for search."""
+    uri = _read_only_uri(path)  # one stat(): not worth a thread, which would outlive close()
     try:
         conn = await aiosqlite.connect(uri, uri=True, isolation_level=None, iter_chunk_size=chunk)
     except sqlite3.Error as exc:
@@ -63,9 +70,27 @@ async def close(conn: aiosqlite.Connection) -> None:
     """Close ``conn`` and wait (without blocking the loop) until its worker thread has ended.
 
     ``Connection.close`` returns once the thread has closed the database but a moment before the
-    thread exits; waiting makes "no thread left after close" exact, not just eventually true.
+    thread exits; joining it makes "no thread left after close" exact, not just eventually true.
     """
+    thread = await _worker_thread(conn)
     await conn.close()
-    thread = getattr(conn, "_thread", conn)  # aiosqlite < 0.20: the connection is the thread
-    while getattr(thread, "is_alive", lambda: False)():
-        await asyncio.sleep(0.001)
+    if thread is not None:
+        # The thread has run its last task and is returning: the join takes microseconds, and the
+        # timeout bounds it. (A helper thread to join it would itself be a thread left behind.)
+        thread.join(timeout=JOIN_TIMEOUT_S)
+
+
+async def _worker_thread(conn: aiosqlite.Connection) -> threading.Thread | None:
+    """The thread aiosqlite runs ``conn`` on, found with public API only: a SQL function runs there."""
+    found: list[threading.Thread] = []
+
+    def record() -> int:
+        found.append(threading.current_thread())
+        return 0
+
+    try:
+        await conn.create_function("continuebot_worker", 0, record)
+        await conn.execute_fetchall("SELECT continuebot_worker()")
+    except (sqlite3.Error, ValueError):  # already closed, or never opened
+        return None
+    return found[0] if found else None

@@ -7,25 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from storage.codec import dumps, from_text
+from storage.database import Database
 from storage.types import FilterRuleRow
-from storage.writer import WriteResult
 
 RULE_COLUMNS = "id, guild_id, kind, pattern, applies_to, action, reason, created_by, created_at"
 UNFINISHED = "status IN ('queued', 'running')"
 
 
-class FilterQueries:
+class FilterQueries(Database):
     """Store methods for filter rules; uses the Store's one writer and read connection."""
-
-    # Provided by Store.
-    async def _execute(self, sql: str, params: Sequence[Any] = ()) -> WriteResult:
-        raise NotImplementedError
-
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    def _now(self) -> str:
-        raise NotImplementedError
 
     async def add_filter_rule(
         self, guild_id: int, *, kind: str, pattern: str, applies_to: str, action: str, reason: str,

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+# The one list of request statuses; every other list of them is derived from these two types.
 # withheld: generation stopped by a filter rule; the row keeps the full text for moderators.
-Status = Literal[
-    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
-]
-STATUSES: tuple[str, ...] = (
-    "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
-)
-FINAL_STATUSES: tuple[str, ...] = (
-    "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
-)
+FinalStatus = Literal["done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"]
+Status = Literal["queued", "running", FinalStatus]
+FINAL_STATUSES: tuple[str, ...] = get_args(FinalStatus)
+STATUSES: tuple[str, ...] = ("queued", "running", *FINAL_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ class RequestRow:
 
     id: int
     source: str
-    status: str
+    status: Status
     prompt: str
     params: dict[str, Any]
     model_name: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from dataclasses import fields
 
 import discord
@@ -34,7 +35,7 @@ class ButtonRouter:
 
     async def dispatch(self, interaction: discord.Interaction) -> bool:
         """Handle ``interaction`` if it is ours; False when it is not."""
-        data = interaction.data or {}
+        data: dict[str, Any] = dict(interaction.data or {})
         custom_id = str(data.get("custom_id", ""))
         action = components.parse_custom_id(custom_id)
         if action is None:
@@ -101,7 +102,8 @@ class ButtonRouter:
 
 def _modal_value(interaction: discord.Interaction, custom_id: str) -> str:
     """The value of a text input in a submitted modal (found at any depth of the payload)."""
-    stack = list((interaction.data or {}).get("components", []))
+    data: dict[str, Any] = dict(interaction.data or {})
+    stack: list[Any] = list(data.get("components", []))
     while stack:
         item = stack.pop()
         if item.get("custom_id") == custom_id and "value" in item:

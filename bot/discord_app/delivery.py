@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import discord
 
-from bot.discord_app import render
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,10 @@ class Delivery:
         try:
             for i, chunk in enumerate(rest):
                 last = i == len(rest) - 1
-                await self.interaction.followup.send(chunk, view=view if last else discord.utils.MISSING, wait=True)
+                if last and view is not None:
+                    await self.interaction.followup.send(chunk, view=view, wait=True)
+                else:
+                    await self.interaction.followup.send(chunk, wait=True)
         except discord.HTTPException as exc:
             if not token_gone(exc):
                 raise

@@ -1,10 +1,10 @@
-"""One request's life in the bot: checks, submit, defer, log, stream events to Discord, finish."""
+"""The Discord presenter of a request: checks, defer, stream events to Discord, finish (the log is the lifecycle's)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 import discord
@@ -12,15 +12,14 @@ import discord
 from bot.discord_app import components, render
 from bot.discord_app.access import AccessRules, Cooldowns, check_can_generate
 from bot.discord_app.delivery import TOKEN_LIFETIME, Delivery, send_ephemeral
-from bot.errors import AccessDenied
+from bot.errors import AccessDenied, RequestRefused
 from bot.filters import Filters
-from bot.ops.metrics import Metrics
-from bot.request_log import log_result
+from bot.lifecycle import RequestLifecycle
 from bot.safety.matcher import Verdict
 from bot.safety.rules import Rule
 from bot.safety.stream import OutputWatch
 from models.engine import Engine
-from models.errors import EngineClosed, InvalidRequest, QueueFull, TooManyPending, WorkerDied
+from models.errors import EngineClosed, EngineError, InvalidRequest, QueueFull, TooManyPending
 from models.handle import RequestHandle
 from models.types import (
     Cancelled, Delta, Done, Event, Failed, GenerationParams, GenerationRequest, GenerationResult, Queued, Started,
@@ -50,6 +49,7 @@ class Job:
     watch: OutputWatch | None = None  # the filter's check of the outputs; None without a filter
     guild_id: int | None = None
     reporter_id: int | None = None  # the bot's own user id: the reporter of the filter's reports
+    words_shown: bool = False  # an edit already showed generated words (the first ones skip the throttle)
 
     def shown(self) -> list[str]:
         """The texts an edit may show: only what the filter has checked."""
@@ -74,7 +74,7 @@ class JobManager:
     rules: AccessRules
     cooldowns: Cooldowns
     model_name: str
-    metrics: Metrics | None = None
+    lifecycle: RequestLifecycle
     options: JobOptions = field(default_factory=JobOptions)
     filters: Filters | None = None
     jobs: dict[int, Job] = field(default_factory=dict)
@@ -91,23 +91,25 @@ class JobManager:
         try:
             await self._check(interaction)
             prompt_verdict = await self._check_prompt(interaction, prompt)
-            handle = self.engine.submit(
-                GenerationRequest(prompt=prompt, params=params, user_key=str(interaction.user.id))
-            )
         except FilterBlocked as blocked:
-            await self._refuse(interaction, new, blocked.reason, logged=blocked.logged)
+            await send_ephemeral(interaction, blocked.reason)
+            await self.lifecycle.reject(new, blocked.logged)
             return None
-        except (AccessDenied, InvalidRequest, QueueFull, TooManyPending, EngineClosed, WorkerDied) as exc:
-            await self._refuse(interaction, new, _refusal_text(exc, self.engine))
+        except AccessDenied as exc:
+            await send_ephemeral(interaction, exc.reason)
+            await self.lifecycle.reject(new, exc.reason)
             return None
-        new = replace(new, params={**new.params, "seed": handle.seed})
-        if not await self._defer(interaction, handle, new):
-            return None
+        request = GenerationRequest(prompt=prompt, params=params, user_key=str(interaction.user.id))
         try:
-            request_id = await self.store.record_request(new)
-        except BaseException:
-            handle.cancel()  # nothing may run unlogged; the tree's error handler answers the user
-            raise
+            # The row is written before the engine sees the request; if that write fails, the
+            # error reaches the tree's handler, which answers the user, and nothing runs.
+            tracked = await self.lifecycle.submit(new, request, lambda exc: _refusal_text(exc, self.engine))
+        except RequestRefused as exc:
+            await send_ephemeral(interaction, exc.reason)
+            return None
+        request_id, handle = tracked.request_id, tracked.handle
+        if not await self._defer(interaction, request_id, handle):
+            return None
         self.cooldowns.touch(interaction.user.id)
         delivery = Delivery(interaction, interval_s=self.options.edit_interval_s, token_lifetime=self.options.token_lifetime)
         job = Job(request_id, interaction.user.id, prompt, params, handle, delivery, [""] * params.variants,
@@ -170,14 +172,7 @@ class JobManager:
                                 f"blocked by filter {rule.key}: {rule.reason}")
         return verdict
 
-    async def _refuse(
-        self, interaction: discord.Interaction, new: NewRequest, reason: str, *, logged: str | None = None
-    ) -> None:
-        await send_ephemeral(interaction, reason)
-        await self.store.record_rejected(new, logged or reason)
-        self._observe("rejected")
-
-    async def _defer(self, interaction: discord.Interaction, handle: RequestHandle, new: NewRequest) -> bool:
+    async def _defer(self, interaction: discord.Interaction, request_id: int, handle: RequestHandle) -> bool:
         try:
             await interaction.response.defer(thinking=True)
             return True
@@ -185,9 +180,7 @@ class JobManager:
             handle.cancel()
             reason = f"Discord refused the acknowledgement ({exc.code or exc.status}: {exc.text or exc})"
             log.warning("interaction %s: could not defer: %s", interaction.id, reason)
-            request_id = await self.store.record_request(new)
-            await self.store.mark_expired(request_id, reason)
-            self._observe("expired")
+            await self.lifecycle.end(request_id, "expired", reason)
             return False
 
     # -- serving -----------------------------------------------------------------------------
@@ -197,12 +190,12 @@ class JobManager:
             await self._consume(job)
         except asyncio.CancelledError:
             job.handle.cancel()
-            await asyncio.shield(self._safe_mark(job, "interrupted", "the bot stopped"))
+            await self.lifecycle.abandon(job.request_id, "interrupted", "the bot stopped")
             raise
         except Exception:
             log.exception("request %s: delivery failed", job.request_id)
             job.handle.cancel()
-            await self._safe_mark(job, "failed", "internal error while delivering the reply")
+            await self.lifecycle.abandon(job.request_id, "failed", "internal error while delivering the reply")
         finally:
             self.jobs.pop(job.request_id, None)
 
@@ -226,51 +219,34 @@ class JobManager:
                 pending.cancel()
 
     async def _apply(self, job: Job, event: Event) -> bool:
-        """Handle one engine event; True when it was the last."""
+        """Log and show one engine event; True when it was the last."""
+        if await self._filtered(job, event):
+            return True
+        status = await self.lifecycle.on_event(job.request_id, event, cancel_reason=f"cancelled by {job.cancelled_by or 'request'}")
         match event:
             case Queued(position=position, eta_s=eta_s):
                 job.status = render.queued_status(position, eta_s)
                 await self._show_progress(job)
-            case Started(seed=seed, prompt_tokens=prompt_tokens):
+            case Started():
                 job.status = "Generating…"
-                await self.store.mark_running(job.request_id, seed=seed, prompt_tokens=prompt_tokens)
                 await self._show_progress(job)
-            case Delta(variant=variant, text=text):
+            case Delta():
                 # The first visible words go out at once; after that, edits are throttled.
-                had_words = any(t.strip() for t in job.shown())
-                job.texts[variant] += text
-                if job.watch is not None:
-                    # Checked before the text can reach any edit; a block ends the request here.
-                    verdict = job.watch.check(job.texts, variant)
-                    await self._report_flags(job, verdict.new_flags, "output")
-                    if verdict.block is not None:
-                        await self._withhold(job, verdict.block, job.texts)
-                        return True
-                await self._show_progress(job, now=not had_words and any(t.strip() for t in job.shown()))
+                await self._show_progress(job, now=not job.words_shown and any(t.strip() for t in job.shown()))
             case Done(result=result):
                 await self._finish_done(job, result)
-                return True
-            case Failed(reason=reason, code=code):
-                await self._finish_failed(job, reason, code)
-                return True
+            case Failed(reason=reason):
+                await self._finish_failed(job, reason, status == "interrupted")
             case Cancelled():
                 await self._finish_cancelled(job)
-                return True
-        return False
+        return status is not None
 
     async def _show_progress(self, job: Job, *, now: bool = False) -> None:
         content = render.progress(job.prompt, job.shown(), f"#{job.request_id} · {job.status}")
+        job.words_shown = any(t.strip() for t in job.shown())
         await job.delivery.show(content, components.running_view(job.request_id), now=now)
 
     async def _finish_done(self, job: Job, result: GenerationResult) -> None:
-        if job.watch is not None:
-            verdict = job.watch.check_final(result.texts)
-            await self._report_flags(job, verdict.new_flags, "output")
-            if verdict.block is not None:
-                await self._withhold(job, verdict.block, result.texts)
-                return
-        await log_result(self.store, job.request_id, result)
-        self._observe("done", result.queue_s, result.generation_s, sum(result.completion_tokens))
         footer = f"\n-# #{job.request_id} · seed {result.seed} · {sum(result.completion_tokens)} tokens · {result.generation_s:.1f} s"
         if result.prompt_truncated:
             footer += " · prompt too long: only its end was used"
@@ -278,33 +254,44 @@ class JobManager:
         view = components.finished_view(job.request_id, len(result.texts), can_continue=True)
         await self._deliver(job, text, view, "done")
 
-    async def _finish_failed(self, job: Job, reason: str, code: str) -> None:
-        if code == "shutdown":
-            await self.store.mark_interrupted(job.request_id, reason)
-            self._observe("interrupted")
+    async def _finish_failed(self, job: Job, reason: str, restarting: bool) -> None:
+        if restarting:
             note = "⚠️ I'm restarting, so this request was stopped. Please try again in a minute."
         else:
-            await self.store.mark_failed(job.request_id, reason)
-            self._observe("failed")
             note = f"⚠️ Generation failed: {reason}"
         text = render.compose(job.prompt, job.shown()) + f"\n-# #{job.request_id} · {note}"
         await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "failed")
 
     async def _finish_cancelled(self, job: Job) -> None:
         who = job.cancelled_by or "request"
-        await self.store.mark_cancelled(job.request_id, f"cancelled by {who}")
-        self._observe("cancelled")
         text = render.compose(job.prompt, job.shown()) + f"\n-# #{job.request_id} · Cancelled by {who}."
         await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "cancelled")
+
+    async def _filtered(self, job: Job, event: Event) -> bool:
+        """Take a Delta's text in and check new text before any edit can show it; True when a block rule withheld it."""
+        if isinstance(event, Delta):
+            job.texts[event.variant] += event.text
+            if job.watch is None:
+                return False
+            verdict = job.watch.check(job.texts, event.variant)
+            texts: list[str] | tuple[str, ...] = job.texts
+        elif isinstance(event, Done) and job.watch is not None:
+            verdict = job.watch.check_final(event.result.texts)
+            texts = event.result.texts
+        else:
+            return False
+        await self._report_flags(job, verdict.new_flags, "output")
+        if verdict.block is None:
+            return False
+        await self._withhold(job, verdict.block, texts)
+        return True
 
     async def _withhold(self, job: Job, rule: Rule, texts: list[str] | tuple[str, ...]) -> None:
         """Stop generating, keep the full text for moderators, open a report, and show only that it was withheld."""
         job.handle.cancel()
         log.info("request %s: output withheld by filter %s", job.request_id, rule.key)
-        await self.store.mark_withheld(job.request_id, outputs=list(texts),
-                                       reason=f"withheld by filter {rule.key}: {rule.reason}")
+        await self.lifecycle.withhold(job.request_id, list(texts), f"withheld by filter {rule.key}: {rule.reason}")
         await self._report(job, f"Filter {rule.key} withheld the output: {rule.reason}")
-        self._observe("withheld")
         text = (render.bold_prompt(job.prompt) + f"\n\n🛡️ Withheld by this server's filter: {rule.reason}."
                 + f"\n-# #{job.request_id} · the moderators have been told")
         await self._deliver(job, text, components.finished_view(job.request_id, 1, can_continue=False), "withheld")
@@ -326,22 +313,9 @@ class JobManager:
         if how == "lost":
             log.warning("request %s: could not deliver the result; marking expired", job.request_id)
             if outcome == "done":
-                await self.store.mark_undelivered(job.request_id, "interaction expired and the channel was not writable")
+                await self.lifecycle.undelivered(job.request_id, "interaction expired and the channel was not writable")
         elif how == "channel":
             log.info("request %s: delivered by channel message (interaction expired)", job.request_id)
-
-    async def _safe_mark(self, job: Job, status: str, reason: str) -> None:
-        try:
-            if status == "interrupted":
-                await self.store.mark_interrupted(job.request_id, reason)
-            else:
-                await self.store.mark_failed(job.request_id, reason)
-        except Exception:
-            log.exception("request %s: could not mark it %s", job.request_id, status)
-
-    def _observe(self, status: str, queue_s: float | None = None, generation_s: float | None = None, tokens: int = 0) -> None:
-        if self.metrics is not None:
-            self.metrics.observe_request(status, queue_s, generation_s, tokens)
 
     # -- controlling -------------------------------------------------------------------------
 
@@ -373,9 +347,7 @@ class FilterBlocked(AccessDenied):
         self.logged = logged
 
 
-def _refusal_text(exc: Exception, engine: Engine) -> str:
-    if isinstance(exc, AccessDenied):
-        return exc.reason
+def _refusal_text(exc: EngineError, engine: Engine) -> str:
     if isinstance(exc, InvalidRequest):
         return f"That request isn't valid: {exc.field} {exc.message}."
     if isinstance(exc, QueueFull):

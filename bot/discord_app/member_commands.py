@@ -43,13 +43,17 @@ def forget_me_command(services: Services) -> app_commands.Command:
 
     @app_commands.command(name="forget-me", description="Delete everything this bot has logged about you")
     async def forget_me(interaction: discord.Interaction) -> None:
-        view = OwnedConfirm(interaction.user.id, "Delete everything")
+        view = OwnedConfirm(
+            interaction.user.id, "Delete everything", timeout=services.view_timeouts.confirm_s,
+            expired_text="This confirmation has expired and nothing was deleted. Run /forget-me again to delete your data.",
+        )
         await interaction.response.send_message(
             "This deletes every request you made and every output you got from this bot, in every server, "
             "plus your reports and bans' records. It cannot be undone.",
             view=view,
             ephemeral=True,
         )
+        view.message = await interaction.original_response()
         await view.wait()
         clicked = view.interaction
         if not view.confirmed or clicked is None:

@@ -13,11 +13,11 @@ from bot.discord_app import mod_views
 from bot.discord_app.access import check_moderator
 from bot.discord_app.filter_commands import FilterGroup
 from bot.discord_app.delivery import send_ephemeral
-from bot.discord_app.pager import Pager
+from bot.discord_app.pager import Fetch, Pager, Render
 from bot.durations import parse_duration
 from bot.errors import AccessDenied
 from bot.services import Services
-from storage.types import RequestFilter
+from storage.types import RequestFilter, Status
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ class ModGroup(app_commands.Group):
             raise app_commands.CheckFailure(exc.reason) from None
         return True
 
+    async def _pager(self, interaction: discord.Interaction, fetch: Fetch, render: Render, again: str) -> None:
+        timeout = self.services.view_timeouts.pager_s
+        await Pager(interaction.user.id, fetch, render, again=again, timeout=timeout).show(interaction)
+
     async def _audit(self, interaction: discord.Interaction, action: str, target: str | None = None, **detail) -> None:
         await self.store.audit(interaction.user.id, action, target=target, detail=detail, guild_id=interaction.guild_id)
 
@@ -54,9 +58,7 @@ class ModGroup(app_commands.Group):
         interaction: discord.Interaction,
         user: discord.User | None = None,
         channel: discord.TextChannel | None = None,
-        status: Literal[
-            "queued", "running", "done", "failed", "cancelled", "interrupted", "expired", "rejected", "withheld"
-        ] | None = None,
+        status: Status | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         filters = RequestFilter(
@@ -70,7 +72,7 @@ class ModGroup(app_commands.Group):
         async def fetch(before_id, limit):
             return await self.store.recent(filters, before_id=before_id, limit=limit)
 
-        await Pager(interaction.user.id, fetch, lambda rows: mod_views.requests_embed("Recent requests", rows)).show(interaction)
+        await self._pager(interaction, fetch, lambda rows: mod_views.requests_embed("Recent requests", rows), "/mod recent")
 
     @app_commands.command(name="search", description="Find requests whose prompt or output contains this text")
     @app_commands.describe(text="Words to find (matched literally)")
@@ -83,7 +85,7 @@ class ModGroup(app_commands.Group):
             return await self.store.search(text, filters, before_id=before_id, limit=limit)
 
         title = f"Search: {mod_views.excerpt(text, 60)}"
-        await Pager(interaction.user.id, fetch, lambda rows: mod_views.requests_embed(title, rows)).show(interaction)
+        await self._pager(interaction, fetch, lambda rows: mod_views.requests_embed(title, rows), "/mod search")
 
     @app_commands.command(name="show", description="Everything logged about one request")
     @app_commands.describe(id="The request number, as shown under replies (#123)")
@@ -140,10 +142,11 @@ class ModGroup(app_commands.Group):
             await self.store.resolve_report(report_id, clicked.user.id)
             await self._audit(clicked, "mod.resolve_report", target=f"report:{report_id}")
 
-        await mod_views.ReportsPager(interaction.user.id, fetch, resolve).show(interaction)
+        timeout = self.services.view_timeouts.pager_s
+        await mod_views.ReportsPager(interaction.user.id, fetch, resolve, timeout=timeout).show(interaction)
 
     @app_commands.command(name="ban", description="Stop a member from using the bot in this server")
-    @app_commands.describe(user="Who to ban", reason="Why (shown to moderators)", duration="How long, e.g. 30m, 12h, 7d, 2w (empty: until unbanned)")
+    @app_commands.describe(user="Who to ban", reason="Why (shown to moderators)", duration="How long, e.g. 30min, 12h, 1h30m, 2 weeks (empty: until unbanned)")
     async def ban(
         self,
         interaction: discord.Interaction,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import discord
 
 from bot.discord_app.pager import Fetch, OwnedView, Pager
-from storage.types import ReportRow, RequestRow
+from storage.types import ReportRow, RequestRow, Status
 
-STATUS_ICONS = {
+Resolve = Callable[[int, discord.Interaction], Awaitable[None]]  # (report id, the click) -> None
+
+STATUS_ICONS: dict[Status, str] = {
     "queued": "⏳", "running": "▶️", "done": "✅", "failed": "⚠️", "cancelled": "✖️",
     "interrupted": "⏹️", "expired": "⌛", "rejected": "⛔", "withheld": "🛡️",
 }
@@ -87,32 +89,39 @@ def reports_embed(rows: Sequence[ReportRow]) -> discord.Embed:
 class ReportsPager(Pager):
     """Open reports with a Resolve button for each one on the page."""
 
-    def __init__(self, owner_id: int, fetch: Fetch, resolve, *, page_size: int = 4) -> None:
-        super().__init__(owner_id, fetch, reports_embed, page_size=page_size)
-        self.resolve = resolve  # async (report_id, interaction) -> None
+    def __init__(self, owner_id: int, fetch: Fetch, resolve: Resolve, *, timeout: float, page_size: int = 4) -> None:
+        super().__init__(owner_id, fetch, reports_embed, again="/mod reports", timeout=timeout, page_size=page_size)
+        self.resolve = resolve
 
     async def load(self) -> discord.Embed:
         embed = await super().load()
         for item in [i for i in self.children if getattr(i, "custom_id", "").startswith("resolve:")]:
             self.remove_item(item)
         for report in self.rows:
-            button = discord.ui.Button(label=f"Resolve {report.id}", style=discord.ButtonStyle.success, custom_id=f"resolve:{report.id}", row=1)
-            button.callback = self._resolver(report.id)
-            self.add_item(button)
+            self.add_item(ResolveButton(self, report.id))
         return embed
 
-    def _resolver(self, report_id: int):
-        async def callback(interaction: discord.Interaction) -> None:
-            await self.resolve(report_id, interaction)
-            await self._refresh(interaction)
-        return callback
+
+class ResolveButton(discord.ui.Button[ReportsPager]):
+    """Resolves one report, then shows the page again without it."""
+
+    def __init__(self, pager: ReportsPager, report_id: int) -> None:
+        super().__init__(
+            label=f"Resolve {report_id}", style=discord.ButtonStyle.success, custom_id=f"resolve:{report_id}", row=1
+        )
+        self.pager = pager
+        self.report_id = report_id
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await self.pager.resolve(self.report_id, interaction)
+        await self.pager.show_page(interaction)
 
 
 class OwnedConfirm(OwnedView):
     """A two-button confirmation; ``confirmed`` is True, False, or None on timeout."""
 
-    def __init__(self, owner_id: int, confirm_label: str) -> None:
-        super().__init__(owner_id, timeout=120)
+    def __init__(self, owner_id: int, confirm_label: str, *, timeout: float, expired_text: str) -> None:
+        super().__init__(owner_id, timeout=timeout, expired_text=expired_text)
         self.confirmed: bool | None = None
         self.interaction: discord.Interaction | None = None
         self.confirm.label = confirm_label

@@ -18,11 +18,28 @@ Render = Callable[[Sequence[Any]], discord.Embed]
 
 
 class OwnedView(discord.ui.View):
-    """A view only the moderator who opened it may use; errors get a human reply."""
+    """A view only the member who opened it may use; errors get a human reply.
 
-    def __init__(self, owner_id: int, *, timeout: float = 600) -> None:
+    When it times out, its message is edited: every button disabled and ``expired_text`` shown,
+    so nobody clicks a button that no longer answers (set ``message`` once it is sent).
+    """
+
+    def __init__(self, owner_id: int, *, timeout: float, expired_text: str) -> None:
         super().__init__(timeout=timeout)
         self.owner_id = owner_id
+        self.expired_text = expired_text
+        self.message: discord.InteractionMessage | discord.WebhookMessage | None = None
+
+    async def on_timeout(self) -> None:
+        for item in self.children:
+            if isinstance(item, discord.ui.Button):
+                item.disabled = True
+        if self.message is None:
+            return
+        try:
+            await self.message.edit(content=self.expired_text, view=self)
+        except discord.HTTPException as exc:  # the message is gone or its token expired: nothing to fix
+            log.info("could not mark an expired %s: %s", type(self).__name__, exc)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.owner_id:
@@ -37,8 +54,12 @@ class OwnedView(discord.ui.View):
 class Pager(OwnedView):
     """Shows ``page_size`` rows at a time; rows must have an ``id`` (the keyset cursor)."""
 
-    def __init__(self, owner_id: int, fetch: Fetch, render: Render, *, page_size: int = 10) -> None:
-        super().__init__(owner_id)
+    def __init__(
+        self, owner_id: int, fetch: Fetch, render: Render, *, again: str, timeout: float, page_size: int = 10
+    ) -> None:
+        super().__init__(
+            owner_id, timeout=timeout, expired_text=f"These pages have expired; run {again} again to browse."
+        )
         self.fetch = fetch
         self.render = render
         self.page_size = page_size
@@ -60,9 +81,10 @@ class Pager(OwnedView):
     async def show(self, interaction: discord.Interaction) -> None:
         """Send the first page as an ephemeral reply."""
         embed = await self.load()
-        await interaction.followup.send(embed=embed, view=self, ephemeral=True)
+        self.message = await interaction.followup.send(embed=embed, view=self, ephemeral=True, wait=True)
 
-    async def _refresh(self, interaction: discord.Interaction) -> None:
+    async def show_page(self, interaction: discord.Interaction) -> None:
+        """Reload the current page into the message that was clicked."""
         embed = await self.load()
         await interaction.response.edit_message(embed=embed, view=self)
 
@@ -70,10 +92,10 @@ class Pager(OwnedView):
     async def previous(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
         if len(self.cursors) > 1:
             self.cursors.pop()
-        await self._refresh(interaction)
+        await self.show_page(interaction)
 
     @discord.ui.button(label="Next", style=discord.ButtonStyle.secondary)
     async def next(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
         if self.has_next and self.rows:
             self.cursors.append(self.rows[-1].id)
-        await self._refresh(interaction)
+        await self.show_page(interaction)

@@ -20,8 +20,8 @@ from typing import Literal
 from dotenv import dotenv_values
 
 from bot import model_files
-from bot.config import Settings, check_token, load_settings
-from bot.errors import ConfigError
+from bot.config import TOKEN_FIX, Settings, check_token, load_settings
+from bot.errors import ConfigError, InvalidSettings
 
 log = logging.getLogger(__name__)
 
@@ -125,24 +125,14 @@ def check_settings(
     """A row per invalid setting (each reported, not just the first), plus the .env file itself."""
     results = [check_env_file(env_file)]
     values = raw_values(env_file, environ)
-    errors: list[ConfigError] = []
-    while True:
-        try:
-            settings = load_settings(environ=values, env_file=None)
-            break
-        except ConfigError as exc:
-            if exc.setting not in values or len(errors) > 50:
-                errors.append(exc)
-                settings = None
-                break
-            errors.append(exc)
-            values = {k: v for k, v in values.items() if k != exc.setting}
-    for exc in errors:
-        results.append(
-            fail(f"setting {exc.setting}", exc.message,
-                 f"correct {exc.setting} in {env_file or 'the environment'}")
-        )
-    if errors:
+    try:
+        settings = load_settings(environ=values, env_file=None)
+    except InvalidSettings as invalid:
+        for error in invalid.errors:
+            results.append(
+                fail(f"setting {error.setting}", error.message,
+                     error.fix or f"correct {error.setting} in {env_file or 'the environment'}")
+            )
         return results, None
     results.append(ok("settings", "every setting is valid"))
     return results, settings
@@ -168,8 +158,7 @@ def check_token_shape(token: str | None) -> CheckResult:
     try:
         check_token(token)
     except ConfigError as exc:
-        return fail("DISCORD_TOKEN", exc.message,
-                    "Developer Portal > your app > Bot > Reset Token, paste into .env")
+        return fail("DISCORD_TOKEN", exc.message, exc.fix or TOKEN_FIX)
     return ok("DISCORD_TOKEN", "has the shape of a bot token (not checked with Discord)")
 
 

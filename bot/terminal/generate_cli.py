@@ -14,11 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Settings
+from bot.errors import RequestRefused
+from bot.lifecycle import RequestLifecycle
 from bot.ops.logging_setup import setup_logging
-from models.engine import Engine
 from models.errors import EngineError, InvalidRequest, ModelLoadError
 from models.handle import RequestHandle
 from models.params import validate_request
@@ -34,14 +35,18 @@ from models.types import (
     Queued,
     Started,
 )
-from bot.request_log import log_result
 from storage import DatabaseUnavailable, SchemaTooNew, StorageError, Store
 from storage.types import NewRequest
+
+if TYPE_CHECKING:  # torch loads with the engine: only once the arguments are known to be good
+    from models.engine import BackendFactory, Engine
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 USER_KEY = "cli"
+DEFAULTS = GenerationParams()  # the engine's defaults, shown in --help
+CTRL_C = "interrupted in the terminal (Ctrl-C)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,12 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("prompt", help="the text to continue ('-' reads it from stdin)")
     parser.add_argument("--max-new-tokens", type=int, metavar="N", help="default: DEFAULT_MAX_NEW_TOKENS")
-    parser.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default 0.8)")
-    parser.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling mass (default 0.95)")
-    parser.add_argument("--top-k", type=int, metavar="K", help="keep the K likeliest tokens, 0 = all (default 50)")
-    parser.add_argument("--repetition-penalty", type=float, metavar="R", help="1.0 = none (default)")
+    parser.add_argument("--temperature", type=float, metavar="T", help=f"0 = greedy (default {DEFAULTS.temperature:g})")
+    parser.add_argument("--top-p", type=float, metavar="P", help=f"nucleus sampling mass (default {DEFAULTS.top_p:g})")
+    parser.add_argument("--top-k", type=int, metavar="K", help=f"keep the K likeliest tokens, 0 = all (default {DEFAULTS.top_k})")
+    parser.add_argument("--repetition-penalty", type=float, metavar="R", help=f"1.0 = none (default {DEFAULTS.repetition_penalty:g})")
     parser.add_argument("--seed", type=int, metavar="N", help="replay a result; drawn and shown when omitted")
-    parser.add_argument("--variants", type=int, default=1, metavar="N", help="how many continuations (default 1)")
+    parser.add_argument("--variants", type=int, metavar="N", help=f"how many continuations (default {DEFAULTS.variants})")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(run=run)
@@ -131,12 +136,18 @@ class Terminal:
         self.stdout.flush()
 
 
-async def generate(prompt: str, params: GenerationParams, settings: Settings, out: Terminal) -> int:
+async def generate(
+    prompt: str, params: GenerationParams, settings: Settings, out: Terminal,
+    backend_factory: BackendFactory | None = None,
+) -> int:
     """Open the log, load the engine, run one request; every expected failure is one line on stderr."""
+    from models.engine import Engine
+    from models.loader import load_backend
+
     try:
         async with Store(settings.database_path, retention_days=settings.log_retention_days) as store:
             began = time.monotonic()
-            async with Engine(settings.engine_config(), progress=out.progress) as engine:
+            async with Engine(settings.engine_config(), backend_factory=backend_factory or load_backend, progress=out.progress) as engine:
                 load_s = time.monotonic() - began
                 return await _run_request(engine, store, prompt, params, out, load_s)
     except (DatabaseUnavailable, SchemaTooNew) as exc:
@@ -152,51 +163,49 @@ async def generate(prompt: str, params: GenerationParams, settings: Settings, ou
 async def _run_request(
     engine: Engine, store: Store, prompt: str, params: GenerationParams, out: Terminal, load_s: float
 ) -> int:
-    handle = engine.submit(GenerationRequest(prompt, params, user_key=USER_KEY))
-    logged = dataclasses.asdict(dataclasses.replace(params, seed=handle.seed))
+    lifecycle = RequestLifecycle(store, engine)
     model = engine.status().model_name
-    row_id = await store.record_request(
-        NewRequest(source="cli", prompt=prompt, params=logged, model_name=model, user_name=os.environ.get("USER"))
+    new = NewRequest(
+        source="cli", prompt=prompt, params=dataclasses.asdict(params), model_name=model,
+        user_name=os.environ.get("USER"),
     )
+    try:
+        tracked = await lifecycle.submit(new, GenerationRequest(prompt, params, user_key=USER_KEY))
+    except RequestRefused as exc:
+        return _error(f"{exc.reason}", EXIT_FAILED)
+    row_id, handle = tracked.request_id, tracked.handle
     stream = not out.as_json and params.variants == 1
     began = time.monotonic()
     with _interrupt_cancels(handle.cancel):
-        final = await _follow(handle, store, row_id, out, stream)
+        final, status = await _follow(lifecycle, handle, row_id, out, stream)
     total_s = time.monotonic() - began
     if isinstance(final, Done):
-        await log_result(store, row_id, final.result)
-        _report_done(out, prompt, logged, model, row_id, final.result, load_s, total_s, stream)
+        _report_done(out, prompt, tracked.logged.params, model, row_id, final.result, load_s, total_s, stream)
         return EXIT_OK
-    if isinstance(final, Cancelled):
-        await store.mark_cancelled(row_id, "interrupted in the terminal (Ctrl-C)")
-        if stream:
-            out.stream("\n")
-        out.progress(f"cancelled; logged as request #{row_id}")
-        return EXIT_INTERRUPTED
-    assert isinstance(final, Failed)
-    if final.code == "timeout":
-        await store.mark_expired(row_id, final.reason)
-    else:
-        await store.mark_failed(row_id, final.reason)
     if stream:
         out.stream("\n")
-    return _error(f"generation failed: {final.reason} (request #{row_id})", EXIT_FAILED)
+    if isinstance(final, Cancelled):
+        out.progress(f"cancelled; logged as request #{row_id}")
+        return EXIT_INTERRUPTED
+    reason = final.reason if isinstance(final, Failed) else "the engine ended without a result"
+    return _error(f"generation failed: {reason} (request #{row_id}, logged {status})", EXIT_FAILED)
 
 
-async def _follow(handle: RequestHandle, store: Store, row_id: int, out: Terminal, stream: bool) -> Event:
-    """Consume the events; returns the final one."""
-    final: Event = Failed("the engine ended without a result")
+async def _follow(
+    lifecycle: RequestLifecycle, handle: RequestHandle, row_id: int, out: Terminal, stream: bool
+) -> tuple[Event | None, str]:
+    """Log and show the events; returns the final one and the status it was logged as."""
     async for event in handle:
-        final = event
+        status = await lifecycle.on_event(row_id, event, cancel_reason=CTRL_C)
+        if status is not None:
+            return event, status
         if isinstance(event, Queued) and event.position > 1:
             out.progress(f"queued at position {event.position}")
-        elif isinstance(event, Started):
-            await store.mark_running(row_id, seed=event.seed, prompt_tokens=event.prompt_tokens)
-            if event.prompt_truncated:
-                out.progress("the prompt was longer than the model's context; its beginning was cut")
+        elif isinstance(event, Started) and event.prompt_truncated:
+            out.progress("the prompt was longer than the model's context; its beginning was cut")
         elif isinstance(event, Delta) and stream:
             out.stream(event.text)
-    return final
+    return None, await lifecycle.end(row_id, "failed", "the engine ended without a result")
 
 
 @contextlib.contextmanager

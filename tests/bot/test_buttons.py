@@ -49,7 +49,7 @@ async def test_cancel_queued_leaves_at_once(fake, tiny_model_dir, tmp_path):
 
 
 async def test_only_requester_or_moderator_may_cancel(fake, tiny_model_dir, tmp_path):
-    async with running_bot(fake, bot_environ(fake, tiny_model_dir, tmp_path), step_s=0.05) as h:
+    async with running_bot(fake, bot_environ(fake, tiny_model_dir, tmp_path), step_s=0.05):
         inter = await fake.slash("continue", {"prompt": "keep going", "max_tokens": 80})
         await inter.wait_content("Generating", timeout=30)
         stranger = await fake.click(inter, label="Cancel", user=ids.OTHER_MEMBER_ID)

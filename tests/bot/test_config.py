@@ -106,3 +106,28 @@ def test_env_example_loads_and_documents_every_setting():
     read = set(re.findall(r'"([A-Z][A-Z_]{3,})"', (root / "bot" / "config.py").read_text()))
     read -= {"DEBUG", "INFO", "WARNING", "ERROR"}  # log level names, not settings
     assert read <= documented, read - documented
+
+
+def test_the_engine_defaults_are_the_settings_defaults():
+    from models.types import EngineConfig
+
+    assert load_settings({}, env_file=None).engine_config() == EngineConfig()
+
+
+def test_every_bad_setting_is_reported_in_one_pass():
+    from bot.errors import InvalidSettings
+
+    with pytest.raises(InvalidSettings) as info:
+        load_settings({"DEVICE": "gpu", "MAX_BATCH_SIZE": "lots", "ALLOW_DMS": "maybe"}, env_file=None)
+    assert [e.setting for e in info.value.errors] == ["DEVICE", "MAX_BATCH_SIZE", "ALLOW_DMS"]
+
+
+def test_cli_names_every_bad_setting(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--env-file", "absent.env", "invite", "--client-id", "1"],
+        cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MAX_BATCH_SIZE": "lots", "ALLOW_DMS": "maybe"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and "MAX_BATCH_SIZE" in lines[0] and "ALLOW_DMS" in lines[1]

@@ -53,5 +53,5 @@ async def test_streaming_edits_are_throttled(fake, tiny_model_dir, tmp_path):
     # the final message replaces the last snapshot immediately.
     first_text = edits.index(streamed[0])
     times = [v.at for v in edits[first_text:-1]]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert gaps and all(gap >= 0.28 for gap in gaps), gaps

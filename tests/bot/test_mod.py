@@ -146,3 +146,27 @@ async def test_mod_is_a_server_only_command(harness):
     (mod,) = [c for c in harness.fake.commands[ids.GUILD_ID] if c["name"] == "mod"]
     assert mod.get("contexts") in (None, [0]) and mod.get("dm_permission") in (None, False)
     assert int(mod["default_member_permissions"]) == 1 << 13  # Manage Messages: a hint, checked again at use
+
+
+async def test_forget_me_confirmation_expires_visibly(harness):
+    from bot.services import ViewTimeouts
+
+    harness.bot.services.view_timeouts = ViewTimeouts(confirm_s=0.5)
+    inter = await harness.fake.slash("forget-me", {})
+    await inter.wait_content("expired", timeout=20)
+    assert "/forget-me again" in inter.content and "cannot be undone" not in inter.content
+    message = inter.original
+    assert message.buttons and all(b.get("disabled") for b in message.buttons)
+
+
+async def test_mod_pages_expire_visibly(harness):
+    from bot.services import ViewTimeouts
+
+    await seed_requests(harness, 1)
+    harness.bot.services.view_timeouts = ViewTimeouts(pager_s=0.5)
+    inter = await harness.fake.slash("mod", {}, subcommand="recent", user=ids.MODERATOR_ID)
+    page = await followup(inter)
+    await harness.fake.wait_for(lambda: "expired" in harness.fake.messages[page.id].content, 20, "the pages to expire")
+    message = harness.fake.messages[page.id]
+    assert "/mod recent again" in message.content
+    assert message.buttons and all(b.get("disabled") for b in message.buttons)

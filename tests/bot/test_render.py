@@ -65,3 +65,32 @@ def test_durations():
     for bad in ("soon", "5", "0m", "1y"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("30min", timedelta(minutes=30)),
+        ("30 minutes", timedelta(minutes=30)),
+        ("30 mins", timedelta(minutes=30)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1 hour 30 minutes", timedelta(minutes=90)),
+        ("2 weeks", timedelta(weeks=2)),
+        ("1 Day", timedelta(days=1)),
+        ("3hrs", timedelta(hours=3)),
+    ],
+)
+def test_durations_in_the_forms_people_type(typed, expected):
+    assert parse_duration(typed) == expected
+
+
+@pytest.mark.parametrize("typed", ["99999999999w", "999999999999999999999m", "5000d"])
+def test_absurd_durations_are_refused_with_a_message(typed):
+    with pytest.raises(ValueError, match="1 minute to 10 years"):
+        parse_duration(typed)
+
+
+@pytest.mark.parametrize("typed", ["soon", "30 minutes please", "m30", "1h30"])
+def test_a_refusal_says_which_forms_are_accepted(typed):
+    with pytest.raises(ValueError, match="30min, 30 minutes.*1h30m.*2 weeks"):
+        parse_duration(typed)

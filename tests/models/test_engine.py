@@ -337,7 +337,7 @@ async def test_out_of_memory_resets_and_retries_smaller_without_repeating_text()
         await asyncio.gather(*(task for _, task in seen))
         assert engine._capacity == 1  # halved from the two rows that ran out of memory
     assert ("reset", ()) in backend.calls
-    for (events, _), seed in zip(seen, (10, 20)):
+    for (events, _), seed in zip(seen, (10, 20), strict=True):
         assert text_of(events[:5]).startswith(backend.expected(seed, 0, 2))  # sent before the failure
         done = events[-1]
         assert isinstance(done, Done)

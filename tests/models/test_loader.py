@@ -210,3 +210,38 @@ def test_torch_threads_leave_one_core_for_the_event_loop(tiny_model_dir: Path, t
         assert backend.threads == ThreadPlan(decode=2, prefill=2)
     finally:
         torch.set_num_threads(before)
+
+
+DURATION_CLAIM = r"about \d+ ?s\b"
+
+
+def test_the_conversion_message_claims_no_duration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from models import loader
+
+    gguf = tmp_path / "little.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+
+    def disk_full(source: Path, target: Path) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(loader, "convert_gguf", disk_full)  # stop before the real (slow) conversion
+    said: list[str] = []
+    with pytest.raises(ModelLoadError, match="No space left"):
+        loader.resolve_source(config(str(gguf), tmp_path / "cache"), said.append)
+    [message] = said
+    assert "little.gguf" in message and "first start" in message
+    assert not re.search(DURATION_CLAIM, message), message
+
+
+def test_doctor_claims_no_conversion_time_either(tmp_path: Path) -> None:
+    import re
+
+    from bot import model_files
+
+    gguf = tmp_path / "little.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    found = model_files.locate(str(gguf), tmp_path / "cache")
+    assert not found.error and "converted into" in found.detail
+    assert not re.search(DURATION_CLAIM, found.detail), found.detail

@@ -57,7 +57,7 @@ async def test_search_matches_user_text_literally(store: Store) -> None:
     for text in LITERALS:
         rid = await store.record_request(new_request(f"prefix {text} suffix"))
         hits[text] = rid
-    for text, rid in hits.items():
+    for text in hits:
         found = [r.id for r in await store.search(text)]
         expected = [r for t, r in hits.items() if text.casefold() in f"prefix {t} suffix".casefold()]
         assert found == sorted(expected, reverse=True), text
