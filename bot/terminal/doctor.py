@@ -267,24 +267,30 @@ def check_model_memory(settings: Settings, params: int) -> CheckResult:
 
 
 def check_model_loads(settings: Settings, progress: Callable[[str], None] | None = None) -> CheckResult:
-    """Really load the model (converting or downloading it into the cache if needed)."""
-    from models.errors import ModelLoadError
-    from models.loader import load_backend
+    """Really load the model (converting or downloading it into the cache if needed) and generate two tokens.
 
-    config = replace(settings.engine_config(), warmup=False)
+    It runs through the engine, as the bot does: the model is loaded, warmed up and used on the
+    engine's one inference thread, never on this one.
+    """
+    from models.errors import ModelLoadError
+
     started = time.perf_counter()
     try:
-        backend = load_backend(config, progress or (lambda message: print(f"  {message}", file=sys.stderr)))
+        ready_s = asyncio.run(_load_and_warm(settings, progress or (lambda m: print(f"  {m}", file=sys.stderr))))
     except ModelLoadError as exc:
         return fail("model load", str(exc), "see the model row above; MODEL_NAME must name a causal LM")
     except (OSError, RuntimeError, ValueError) as exc:
         log.debug("model load failed", exc_info=True)
         return fail("model load", f"{type(exc).__name__}: {exc}", "see the model and memory rows above")
-    elapsed = time.perf_counter() - started
-    close = getattr(backend, "close", None)
-    if callable(close):
-        close()
-    return ok("model load", f"loaded in {elapsed:.1f} s")
+    return ok("model load", f"loaded and generated in {ready_s:.1f} s ({time.perf_counter() - started:.1f} s in all)")
+
+
+async def _load_and_warm(settings: Settings, progress: Callable[[str], None]) -> float:
+    from models.engine import Engine
+
+    started = time.perf_counter()
+    async with Engine(replace(settings.engine_config(), warmup=True), progress=progress):
+        return time.perf_counter() - started
 
 
 # --- database --------------------------------------------------------------------------------

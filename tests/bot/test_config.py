@@ -16,7 +16,7 @@ def test_defaults_without_any_setting():
     settings = load_settings({}, env_file=None)
     assert settings.model_name is None
     assert settings.device == "auto"
-    assert settings.max_batch_size == 8
+    assert settings.max_batch_size == 0  # by device, once the model is loaded
     assert settings.discord_api_base == "https://discord.com/api/v10"
 
 
@@ -34,7 +34,8 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
     "name,value,words",
     [
         ("MAX_BATCH_SIZE", "many", "whole number"),
-        ("MAX_BATCH_SIZE", "0", "from 1"),
+        ("MAX_BATCH_SIZE", "-1", "from 0"),
+        ("MAX_BATCH_SIZE", "257", "to 256"),
         ("DEVICE", "gpu", "auto, cpu, cuda"),
         ("DTYPE", "int8", "one of"),
         ("ALLOWED_CHANNEL_IDS", "general", "numeric Discord ids"),
@@ -101,7 +102,7 @@ def test_env_example_loads_and_documents_every_setting():
     root = Path(__file__).resolve().parents[2]
     example = root / ".env.example"
     settings = load_settings({}, env_file=example)
-    assert settings.discord_token is None and settings.max_batch_size == 8
+    assert settings.discord_token is None and settings.max_batch_size == 0
     documented = set(re.findall(r"^([A-Z_]+)=", example.read_text(), re.M))
     read = set(re.findall(r'"([A-Z][A-Z_]{3,})"', (root / "bot" / "config.py").read_text()))
     read -= {"DEBUG", "INFO", "WARNING", "ERROR"}  # log level names, not settings

@@ -46,7 +46,7 @@ def test_good_setup_passes_with_exit_code_0(capsys, env_file, good_env, monkeypa
 def test_load_option_really_loads_the_model(env_file, good_env) -> None:
     results = run_checks(env_file, good_env, load_model=True)
     loaded = {r.check: r for r in results}["model load"]
-    assert loaded.status == "OK" and loaded.detail.startswith("loaded in")
+    assert loaded.status == "OK" and loaded.detail.startswith("loaded and generated in")
 
 
 @pytest.mark.parametrize(
