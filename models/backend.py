@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +19,6 @@ from models.types import GenerationParams
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 2048  # when the config names no maximum length
-
-
-@dataclass(frozen=True)
-class ThreadPlan:
-    """Torch threads for decode steps and for prefill (many prompt tokens at once: compute-bound)."""
-
-    decode: int
-    prefill: int
 
 
 @dataclass
@@ -56,13 +47,11 @@ class TorchBackend:
 
     def __init__(
         self, model: Any, tokenizer: Any, model_name: str, prompt_overflow: str = "truncate",
-        threads: ThreadPlan | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.prompt_overflow = prompt_overflow
-        self.threads = threads  # None: leave torch's thread count alone
         first = next(model.parameters())
         self._device = first.device
         self.device = str(first.device)
@@ -148,7 +137,7 @@ class TorchBackend:
             if start.error is None:
                 accepted.append((spec, ids))
         if accepted:
-            with torch.inference_mode(), self._prefill_threads():
+            with torch.inference_mode():
                 self._prefill(accepted)
         return starts
 
@@ -172,18 +161,6 @@ class TorchBackend:
             self._remove(tuple(row_ids))
 
     # ----- adding rows ------------------------------------------------------------
-
-    @contextmanager
-    def _prefill_threads(self) -> Iterator[None]:
-        plan = self.threads
-        if plan is None or plan.prefill == plan.decode or self._device.type != "cpu":
-            yield
-            return
-        torch.set_num_threads(plan.prefill)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(plan.decode)
 
     def _tokenize(self, spec: RowSpec) -> tuple[list[int], RowStart]:
         try:

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from models.backend import Backend, ThreadPlan
+from models.backend import Backend
 from models.errors import ModelLoadError
 from models.sources import GgufModel, ModelSource, locate
 from models.types import EngineConfig
@@ -189,30 +189,29 @@ def _check_cache_layout(model: Any, name: str) -> None:
         raise ModelLoadError(f"{name} uses a sliding-window or hybrid cache, which continuebot does not support")
 
 
-def thread_plan(requested: int) -> ThreadPlan:
-    """Torch threads for decoding and for prefill: ``requested`` for both, or by default every core
-    this process may use but one (the event loop's) for decoding and every core for prefill."""
-    if requested > 0:
-        return ThreadPlan(decode=requested, prefill=requested)
-    cores = len(os.sched_getaffinity(0))
-    return ThreadPlan(decode=max(1, cores - 1), prefill=max(1, cores))
+def torch_threads(requested: int) -> int:
+    """Torch threads for the model: ``requested``, or by default every core this process may use.
+
+    Measured on the 2-core box with one thread owning torch (docs/engine.md): a 16-request burst
+    ran at 112 tok/s with 2 threads and 72-84 with 1 (or 1 for decoding, 2 for prefill), a lone
+    request the same either way, and the event loop's lag p99 stayed at 4 ms. (An earlier
+    measurement that favoured leaving a core free was taken with torch also run on a second
+    thread, which halves the speed of both.)
+    """
+    return requested if requested > 0 else max(1, len(os.sched_getaffinity(0)))
 
 
 def load_backend(config: EngineConfig, progress: Progress = lambda msg: None) -> Backend:
     """Load the configured model onto its device and wrap it in a ``Backend``; ModelLoadError on failure."""
     started = time.perf_counter()
-    # torch's own default takes every core, and its threads then stall whenever the event loop
-    # (Discord, SQLite) needs one; measured on 2 cores: decoding with 1 thread is faster than with 2
-    # beside the bot, while a prefill (many prompt tokens at once, compute-bound) gains from every core.
-    threads = thread_plan(config.torch_threads)
-    torch.set_num_threads(threads.decode)
+    torch.set_num_threads(torch_threads(config.torch_threads))  # on this (the model's own) thread
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     source = resolve_source(config, progress)
     progress(f"Loading {source.name} on {device} ({str(dtype).removeprefix('torch.')})")
     model, tokenizer = _load_pretrained(source, device, dtype)
     _check_cache_layout(model, source.name)
-    backend = Backend(model, tokenizer, source.name, config.prompt_overflow, threads=threads)
+    backend = Backend(model, tokenizer, source.name, config.prompt_overflow)
     elapsed = time.perf_counter() - started
     log.info("loaded %s on %s (%s) in %.1f s", backend.model_name, backend.device, backend.dtype, elapsed)
     progress(f"Loaded {source.name} in {elapsed:.1f} s")

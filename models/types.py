@@ -45,7 +45,7 @@ class EngineConfig:
     prompt_overflow: PromptOverflow = "truncate"
     limits: ParamLimits = field(default_factory=ParamLimits)
     warmup: bool = True
-    torch_threads: int = 0  # 0: decode on every core but one (the event loop's), prefill on every core
+    torch_threads: int = 0  # 0: every core this process may use
     batch_wait_s: float = 0.005  # an idle engine waits while requests keep coming this close together
 
 

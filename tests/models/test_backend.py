@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.backend import Backend, ThreadPlan
+from models.backend import Backend
 from models.protocol import RowSpec, RowStart
 from models.detokenize import IncrementalDecoder
 from models.loader import load_backend
@@ -265,28 +265,3 @@ def test_first_token_text_is_available_right_after_prefill(backend: Backend) -> 
         rest += [u.text for u in backend.step()]
     assert backend.take_text() == []
     assert first[0].text + "".join(rest) == expected
-
-
-def test_prefill_uses_the_prefill_threads_and_decoding_the_decode_threads(backend: Backend) -> None:
-    seen: list[tuple[int, int]] = []  # (tokens fed, torch threads) per forward
-
-    def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        seen.append((kwargs["input_ids"].shape[1], torch.get_num_threads()))
-
-    before = torch.get_num_threads()
-    backend.threads = ThreadPlan(decode=1, prefill=2)
-    hook = backend.model.register_forward_pre_hook(record, with_kwargs=True)
-    try:
-        torch.set_num_threads(1)
-        prompt = PROMPTS[2]
-        params = replace(GREEDY, max_new_tokens=4)
-        outcome = run(backend, specs(params, [prompt]))[0]
-        assert torch.get_num_threads() == 1, "decoding threads are restored after the prefill"
-    finally:
-        hook.remove()
-        backend.threads = None
-        torch.set_num_threads(before)
-    prefill, *decode = seen
-    assert prefill == (len(ids(backend, prompt)), 2)
-    assert decode and all(threads == 1 for _, threads in decode)
-    assert (outcome.text, outcome.tokens) == reference(backend, ids(backend, prompt), params.max_new_tokens)

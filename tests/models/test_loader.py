@@ -192,22 +192,17 @@ def test_drawn_seeds_are_valid_and_vary() -> None:
     validate_params(GenerationParams(seed=max(seeds)), ParamLimits())
 
 
-def test_torch_threads_leave_one_core_for_the_event_loop(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_torch_threads_default_to_every_core_and_a_number_is_kept(tiny_model_dir: Path, tmp_path: Path) -> None:
     import os
 
-    from models.backend import ThreadPlan
-    from models.loader import thread_plan
+    from models.loader import torch_threads
 
-    cores = len(os.sched_getaffinity(0))
-    assert thread_plan(0) == ThreadPlan(decode=max(1, cores - 1), prefill=cores)
-    assert thread_plan(3) == ThreadPlan(decode=3, prefill=3)
+    assert torch_threads(0) == len(os.sched_getaffinity(0))
+    assert torch_threads(3) == 3
     before = torch.get_num_threads()
     try:
-        backend = load_backend(
-            EngineConfig(model_name=str(tiny_model_dir), device="cpu", cache_dir=tmp_path, torch_threads=2)
-        )
+        load_backend(EngineConfig(model_name=str(tiny_model_dir), device="cpu", cache_dir=tmp_path, torch_threads=2))
         assert torch.get_num_threads() == 2
-        assert backend.threads == ThreadPlan(decode=2, prefill=2)
     finally:
         torch.set_num_threads(before)
 
