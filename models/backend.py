@@ -305,7 +305,3 @@ class TorchBackend:
 def _keys_values(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """A full-attention cache layer's tensors (the loader refuses models with any other kind)."""
     return layer.keys, layer.values
-
-
-# The name the rest of the code base knows the in-process model by.
-Backend = TorchBackend

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from models.backend import Backend
+from models.backend import TorchBackend
 from models.errors import ModelLoadError
 from models.sources import GgufModel, ModelSource, locate
 from models.types import EngineConfig
@@ -201,8 +201,8 @@ def torch_threads(requested: int) -> int:
     return requested if requested > 0 else max(1, len(os.sched_getaffinity(0)))
 
 
-def load_backend(config: EngineConfig, progress: Progress = lambda msg: None) -> Backend:
-    """Load the configured model onto its device and wrap it in a ``Backend``; ModelLoadError on failure."""
+def load_backend(config: EngineConfig, progress: Progress = lambda msg: None) -> TorchBackend:
+    """Load the configured model onto its device as a ``TorchBackend``; ModelLoadError on failure."""
     started = time.perf_counter()
     torch.set_num_threads(torch_threads(config.torch_threads))  # on this (the model's own) thread
     device = resolve_device(config.device)
@@ -211,7 +211,7 @@ def load_backend(config: EngineConfig, progress: Progress = lambda msg: None) ->
     progress(f"Loading {source.name} on {device} ({str(dtype).removeprefix('torch.')})")
     model, tokenizer = _load_pretrained(source, device, dtype)
     _check_cache_layout(model, source.name)
-    backend = Backend(model, tokenizer, source.name, config.prompt_overflow)
+    backend = TorchBackend(model, tokenizer, source.name, config.prompt_overflow)
     elapsed = time.perf_counter() - started
     log.info("loaded %s on %s (%s) in %.1f s", backend.model_name, backend.device, backend.dtype, elapsed)
     progress(f"Loaded {source.name} in {elapsed:.1f} s")

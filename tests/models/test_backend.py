@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.backend import Backend
+from models.backend import TorchBackend as Backend
 from models.protocol import RowSpec, RowStart
 from models.detokenize import IncrementalDecoder
 from models.loader import load_backend
