@@ -10,7 +10,7 @@ from typing import Literal
 import regex
 
 from bot.safety import bounded_regex
-from bot.safety.normalize import normalize, words
+from bot.safety.normalize import fold, normalize, spaced_runs, words
 from bot.safety.rules import Rule
 
 Target = Literal["prompt", "output"]
@@ -57,7 +57,8 @@ class RuleSet:
         if not self.rules:
             return CLEAN
         normalized = normalize(text)
-        return verdict(self.match_words(words(normalized)) + self.match_regexes(normalized))
+        found = self.match_words(words(normalized)) + self.match_runs(spaced_runs(fold(text)))
+        return verdict(found + self.match_regexes(normalized))
 
     def match_words(self, tokens: Sequence[str], start: int = 0) -> list[Rule]:
         """Word rules whose words appear in ``tokens`` in order, starting at index ``start`` or later."""
@@ -70,6 +71,19 @@ class RuleSet:
             for phrase, rule in candidates:
                 if len(phrase) == 1 or tuple(tokens[i:i + len(phrase)]) == phrase:
                     found.append(rule)
+        return found
+
+    def match_runs(self, runs: Sequence[str]) -> list[Rule]:
+        """Word rules whose words, run together, appear inside a joined spaced-out run ("a g r i m b l e").
+
+        Only runs are searched this way (substrings of ordinary words would match "class" for "ass").
+        Runs are rare in real text, so a pass over the rules per run costs little.
+        """
+        found: list[Rule] = []
+        for run in runs:
+            for first, group in self._phrases.items():
+                if first in run:
+                    found += [rule for phrase, rule in group if "".join(phrase) in run]
         return found
 
     def match_regexes(self, normalized: str, pos: int = 0) -> list[Rule]:

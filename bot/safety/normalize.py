@@ -26,6 +26,12 @@ def join_spaced(folded: str) -> str:
     return _SPACED_OUT.sub(lambda m: _SEPARATORS.sub("", m.group()), folded)
 
 
+def spaced_runs(folded: str) -> list[str]:
+    """The spaced-out runs of folded text, each joined: where its word breaks are is unknown ("a b a d" is
+    "a bad" or "abad"), so a rule's words anywhere inside one count as a match."""
+    return [_SEPARATORS.sub("", m.group()) for m in _SPACED_OUT.finditer(folded)]
+
+
 def normalize(text: str) -> str:
     """``fold`` with spaced-out letters joined into one word; what every rule is matched against."""
     return join_spaced(fold(text))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.safety.matcher import RuleSet, Verdict, verdict
-from bot.safety.normalize import fold, join_spaced, last_cut, visible_end, words
+from bot.safety.normalize import fold, join_spaced, last_cut, spaced_runs, visible_end, words
 from bot.safety.rules import Rule
 
 REGEX_WINDOW = 1000  # normalised characters a regex match may reach back while streaming
@@ -96,6 +96,8 @@ class OutputWatch:
         state.folded += fold(raw[state.shown:end])
         state.shown = end
         cut = last_cut(state.folded, state.cut)
+        # A spaced-out run never crosses a cut, so the unsettled part holds every run not yet checked whole.
+        runs = spaced_runs(state.folded[state.cut:])
         if cut > state.cut:
             part = join_spaced(state.folded[state.cut:cut])
             state.settled += part
@@ -104,6 +106,7 @@ class OutputWatch:
         tail = join_spaced(state.folded[state.cut:])
         tokens = state.settled_words[max(0, state.words_scanned - self.rules.longest_phrase + 1):] + words(tail)
         regex_from = max(0, state.regex_scanned - REGEX_WINDOW)
-        found = self.rules.match_words(tokens) + self.rules.match_regexes(state.settled + tail, regex_from)
+        found = (self.rules.match_words(tokens) + self.rules.match_runs(runs)
+                 + self.rules.match_regexes(state.settled + tail, regex_from))
         state.words_scanned, state.regex_scanned = len(state.settled_words), len(state.settled)
         return found

@@ -27,6 +27,9 @@ WORDS = rules(("word", "grimble", "block", "both"), ("word", "dark sorcery", "bl
     "gri\u200bmb\u200dle",  # zero-width space and joiner
     "gri\u00admble",  # soft hyphen
     "g r i m b l e!",  # spaced out
+    "a g r i m b l e",  # spaced out beside a one-letter word, which joins the run
+    "I s a w g r i m b l e s",
+    "d a r k s o r c e r y",  # a phrase, spaced out
     "g.r.i.m.b.l.e",
     "g_r_i_m_b_l_e",
     "g - r - i - m - b - l - e",

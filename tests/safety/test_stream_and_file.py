@@ -30,6 +30,17 @@ def test_a_word_split_across_deltas_is_caught_when_it_completes():
     assert w.check([text + " more"], 0).block is not None, "a block sticks"
 
 
+def test_spaced_out_letters_joined_to_a_one_letter_word_are_caught_before_they_show():
+    w = watch(make_rule("rule 1", "word", "grimble"))
+    text = ""
+    for delta in ["I said a g", " r i m", " b l e", " ok"]:
+        text += delta
+        verdict = w.check([text], 0)
+        shown = w.visible([text])[0].replace(" ", "")
+        assert "grimble" not in shown.casefold() or verdict.block is not None, text
+    assert verdict.block is not None and verdict.block.key == "rule 1"
+
+
 def test_a_long_phrase_arriving_word_by_word_is_caught():
     w = watch(make_rule("rule 1", "word", "very dark grim sorcery"))
     text = "some "
