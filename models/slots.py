@@ -112,7 +112,7 @@ class SlotCache:
         for buffer in self.keys + self.values:
             buffer[target, :, :length] = buffer[source, :, :length]
         self._dirty[source] = max(self._dirty[source], length + 1)
-        self._dirty[target] = max(self._dirty[target], length + 1)
+        self._clear(target, length)  # what the slot's former row left past the moved row's tokens
 
     def _clear(self, slot: int, length: int) -> None:
         # Masked columns still enter attention as 0 * value: a former row's NaN there would poison the new row.
