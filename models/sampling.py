@@ -101,10 +101,7 @@ class BatchSampler:
 
     def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Next token per row from ``logits`` [rows, vocab] (after ``draw``); also a [rows] bool of unusable rows."""
-        scores = logits.float()
-        if self._seen is not None:
-            penalised = torch.where(scores < 0, scores * self._penalty, scores / self._penalty)
-            scores = torch.where(self._seen, penalised, scores)
+        scores = self.penalised(logits)
         chosen = scores.argmax(dim=-1)
         broken = scores.isnan().any(dim=-1)
         if self._any_sampled:
@@ -113,7 +110,17 @@ class BatchSampler:
             broken |= bad & ~self._greedy
         return chosen, broken
 
-    def _draw(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def penalised(self, logits: torch.Tensor) -> torch.Tensor:
+        """float32 scores after each row's repetition penalty (RepetitionPenaltyLogitsProcessor's rule)."""
+        scores = logits.float()
+        if self._seen is not None:
+            penalised = torch.where(scores < 0, scores * self._penalty, scores / self._penalty)
+            scores = torch.where(self._seen, penalised, scores)
+        return scores
+
+    def distribution(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's kept candidates, best first, and their weights (not yet normalised after top-p):
+        temperature, then top-k, then top-p, as transformers' warpers do with one row's settings."""
         values, candidates = scores.topk(self._k, dim=-1)  # sorted, best first
         rank = torch.arange(self._k, device=scores.device)
         values = values / self._temperature
@@ -121,7 +128,10 @@ class BatchSampler:
         probs = torch.softmax(values, dim=-1)
         before = probs.cumsum(dim=-1) - probs  # mass of the better candidates
         # TopPLogitsWarper keeps a token unless the mass above it already reaches top_p (the best always stays).
-        probs = probs.masked_fill((before >= self._top_p) & (rank > 0), 0.0)
+        return probs.masked_fill((before >= self._top_p) & (rank > 0), 0.0), candidates
+
+    def _draw(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probs, candidates = self.distribution(scores)
         cumulative = probs.cumsum(dim=-1)
         assert self._uniforms is not None, "draw() comes before choose()"
         target = self._uniforms[:, None] * cumulative[:, -1:]
