@@ -167,6 +167,12 @@ class RemoteBackend:
             row.error, row.finish_reason = "the inference server closed the stream mid-way", "error"
         except aiohttp.ClientError as exc:
             row.error, row.finish_reason = f"the inference server connection failed ({type(exc).__name__})", "error"
+        except (ValueError, TypeError, KeyError, AttributeError):  # a chunk that is not the JSON we expect
+            log.warning("row %d: unreadable answer from the inference server", row.spec.row_id, exc_info=True)
+            row.error, row.finish_reason = "the inference server sent an answer that cannot be read", "error"
+        except Exception:  # noqa: BLE001 - a row must end, or admission would wait for it forever
+            log.exception("row %d: streaming from the inference server failed", row.spec.row_id)
+            row.error, row.finish_reason = "streaming from the inference server failed", "error"
         finally:
             self._news.set()
 

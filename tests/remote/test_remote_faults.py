@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -19,6 +22,7 @@ from models.types import Done, EngineConfig, Failed, GenerationParams, Generatio
 pytestmark = pytest.mark.timeout(60)
 
 KEY = "sk-test-do-not-log-me"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -143,3 +147,21 @@ async def test_a_server_that_stops_answering_mid_stream_fails_after_the_timeout(
         failed = await generate(engine)
     assert isinstance(failed, Failed) and "did not answer for 2 s" in failed.reason, failed
     assert time.monotonic() - began < 10
+
+
+async def test_generate_cli_streams_from_the_server_without_importing_torch(stub_url: str, tmp_path: Path) -> None:
+    script = (
+        "import sys\nfrom bot.cli import main\n"
+        "code = main(['--env-file', 'absent.env', 'generate', 'Say', '--temperature', '0'])\n"
+        "print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)\nsys.exit(code)\n"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "INFERENCE_URL": stub_url, "INFERENCE_API_KEY": KEY,
+           "DATABASE_PATH": str(tmp_path / "log.db"), "PYTHONPATH": str(REPO_ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().startswith("Hello world")
+    assert "torch loaded: False" in stderr.decode() and KEY not in stderr.decode()
