@@ -18,6 +18,7 @@ from aiohttp import web
 from models.engine import Engine
 from models.errors import ModelLoadError
 from models.types import Done, EngineConfig, Failed, GenerationParams, GenerationRequest
+from tests.remote.conftest import _free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -165,3 +166,21 @@ async def test_generate_cli_streams_from_the_server_without_importing_torch(stub
     assert process.returncode == 0, stderr.decode()
     assert stdout.decode().startswith("Hello world")
     assert "torch loaded: False" in stderr.decode() and KEY not in stderr.decode()
+
+
+async def test_doctor_shows_the_servers_model_and_context_or_why_it_is_unreachable(
+    stub_url: str, tmp_path: Path
+) -> None:
+    from bot.terminal.doctor import run_checks
+
+    def server_row(url: str) -> tuple[str, str]:
+        environ = {"INFERENCE_URL": url, "INFERENCE_API_KEY": KEY, "DATABASE_PATH": str(tmp_path / "log.db")}
+        rows = [r for r in run_checks(None, environ) if r.check == "inference server"]
+        assert len(rows) == 1 and all(r.check != "model" for r in run_checks(None, environ))
+        return rows[0].status, rows[0].detail
+
+    status, detail = await asyncio.to_thread(server_row, stub_url)
+    assert status == "OK" and "serves stub, context 512 tokens" in detail and KEY not in detail
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    status, detail = await asyncio.to_thread(server_row, dead)
+    assert status == "FAIL" and "cannot reach the inference server" in detail
