@@ -266,26 +266,10 @@ class RemoteBackend:
             self._session = None
 
     async def _list_models(self) -> list[dict[str, Any]]:
-        session = self._open_session()
         try:
-            async with session.get(f"{self._base}/models", headers=self._headers()) as resp:
-                if resp.status != 200:
-                    raise ModelLoadError(f"the inference server at {self._base} refused to list its models: "
-                                         f"{await _http_reason(resp)}")
-                payload = await resp.json(content_type=None)
-        except asyncio.TimeoutError as exc:
-            raise ModelLoadError(f"the inference server at {self._base} did not answer within "
-                                 f"{self._timeout_s:g} s (INFERENCE_TIMEOUT_S)") from exc
-        except aiohttp.ClientError as exc:
-            raise ModelLoadError(f"cannot reach the inference server at {self._base}: {type(exc).__name__}; "
-                                 "is it running, and is INFERENCE_URL right (it ends in /v1)?") from exc
-        except ValueError as exc:
-            raise ModelLoadError(f"{self._base}/models did not answer JSON; is INFERENCE_URL an "
-                                 "OpenAI-compatible API (it ends in /v1)?") from exc
+            return await _fetch_models(self._open_session(), self._base, self._headers(), self._timeout_s)
         finally:
             await self._reset()
-        data = payload.get("data") if isinstance(payload, dict) else None
-        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
     async def _warmup(self) -> None:
         row = _Row(RowSpec(-1, "Hello", GenerationParams(max_new_tokens=1, temperature=0.0, seed=0), 0))
@@ -297,6 +281,51 @@ class RemoteBackend:
         if row.error:
             raise RowFailed(row.error)
         log.info("remote warm-up completion took %.2f s", time.monotonic() - began)
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """What a probe of INFERENCE_URL found, for /status, /healthz and metrics."""
+
+    up: bool
+    detail: str  # "serves NAME, context N tokens", or why it is not usable (never the API key)
+
+
+async def probe_endpoint(config: EngineConfig) -> EndpointHealth:
+    """List the server's models (from any event loop): reachable, serving the model, its context length."""
+    base = (config.inference_url or "").rstrip("/")
+    headers = {"Authorization": f"Bearer {config.inference_api_key}"} if config.inference_api_key else {}
+    timeout = aiohttp.ClientTimeout(total=config.inference_timeout_s)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            models = await _fetch_models(session, base, headers, config.inference_timeout_s)
+        name, context = _pick_model(models, config.inference_model, base)
+    except ModelLoadError as exc:
+        return EndpointHealth(False, str(exc))
+    return EndpointHealth(True, f"serves {name}" + (f", context {context} tokens" if context else ""))
+
+
+async def _fetch_models(
+    session: aiohttp.ClientSession, base: str, headers: dict[str, str], timeout_s: float
+) -> list[dict[str, Any]]:
+    """``GET /models``'s entries, or a ModelLoadError saying what is wrong with the endpoint."""
+    try:
+        async with session.get(f"{base}/models", headers=headers) as resp:
+            if resp.status != 200:
+                raise ModelLoadError(f"the inference server at {base} refused to list its models: "
+                                     f"{await _http_reason(resp)}")
+            payload = await resp.json(content_type=None)
+    except asyncio.TimeoutError as exc:
+        raise ModelLoadError(f"the inference server at {base} did not answer within "
+                             f"{timeout_s:g} s (INFERENCE_TIMEOUT_S)") from exc
+    except aiohttp.ClientError as exc:
+        raise ModelLoadError(f"cannot reach the inference server at {base}: {type(exc).__name__}; "
+                             "is it running, and is INFERENCE_URL right (it ends in /v1)?") from exc
+    except ValueError as exc:
+        raise ModelLoadError(f"{base}/models did not answer JSON; is INFERENCE_URL an "
+                             "OpenAI-compatible API (it ends in /v1)?") from exc
+    data = payload.get("data") if isinstance(payload, dict) else None
+    return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
 
 def _pick_model(models: list[dict[str, Any]], wanted: str | None, base: str) -> tuple[str, int]:

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -184,3 +184,14 @@ async def test_doctor_shows_the_servers_model_and_context_or_why_it_is_unreachab
     dead = f"http://127.0.0.1:{_free_port()}/v1"
     status, detail = await asyncio.to_thread(server_row, dead)
     assert status == "FAIL" and "cannot reach the inference server" in detail
+
+
+async def test_the_endpoint_probe_says_up_or_why_not(stub_url: str) -> None:
+    from models.remote import probe_endpoint
+
+    up = await probe_endpoint(config(stub_url))
+    assert up.up and up.detail == "serves stub, context 512 tokens"
+    wrong_key = await probe_endpoint(replace(config(stub_url), inference_api_key="sk-nope"))
+    assert not wrong_key.up and "INFERENCE_API_KEY" in wrong_key.detail and "sk-nope" not in wrong_key.detail
+    dead = await probe_endpoint(config(f"http://127.0.0.1:{_free_port()}/v1"))
+    assert not dead.up and "cannot reach the inference server" in dead.detail
