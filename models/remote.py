@@ -109,10 +109,11 @@ class RemoteBackend:
     # -- inside the private loop ---------------------------------------------------------------
 
     async def _iterate(self, work: Work) -> Progress:
-        for row_id in work.remove:
-            row = self._rows.pop(row_id, None)
-            if row is not None and row.task is not None:
-                row.task.cancel()
+        dropped = [row.task for row_id in work.remove
+                   if (row := self._rows.pop(row_id, None)) is not None and row.task is not None]
+        for task in dropped:
+            task.cancel()
+        await asyncio.gather(*dropped, return_exceptions=True)  # their connections are closed now, not later
         if work.add:
             return await self._admit(work.add)
         if not self._rows:
