@@ -50,6 +50,12 @@ class Settings:
     max_prompt_chars: int = ParamLimits.max_prompt_chars
     torch_threads: int = EngineConfig.torch_threads
     batch_wait_ms: float = EngineConfig.batch_wait_s * 1000
+    # Remote inference (an OpenAI-compatible server such as vLLM); empty URL = the in-process model
+    inference_url: str | None = EngineConfig.inference_url
+    inference_model: str | None = EngineConfig.inference_model
+    inference_api_key: str | None = field(default=None, repr=False)
+    inference_concurrency: int = EngineConfig.inference_concurrency
+    inference_timeout_s: float = EngineConfig.inference_timeout_s
     # Storage
     database_path: Path = Path("continuebot.db")
     log_retention_days: int = 0
@@ -75,7 +81,8 @@ class Settings:
             device=self.device,
             dtype=self.dtype,
             cache_dir=self.model_cache_dir,
-            max_batch_size=self.max_batch_size,
+            # with a server, the rows in flight are the requests it runs at once (INFERENCE_CONCURRENCY)
+            max_batch_size=self.max_batch_size or (self.inference_concurrency if self.inference_url else 0),
             max_queue_size=self.max_queue_size,
             max_pending_per_user=self.max_pending_per_user,
             request_timeout_s=self.request_timeout_s,
@@ -87,6 +94,11 @@ class Settings:
             ),
             torch_threads=self.torch_threads,
             batch_wait_s=self.batch_wait_ms / 1000,
+            inference_url=self.inference_url,
+            inference_model=self.inference_model,
+            inference_api_key=self.inference_api_key,
+            inference_concurrency=self.inference_concurrency,
+            inference_timeout_s=self.inference_timeout_s,
         )
 
     def require_token(self) -> str:
@@ -232,6 +244,11 @@ class _Parser:
             max_prompt_chars=self.int_in("MAX_PROMPT_CHARS", d.max_prompt_chars, 1, 100_000),
             torch_threads=self.int_in("TORCH_THREADS", d.torch_threads, 0, 1024),
             batch_wait_ms=self.float_in("BATCH_WAIT_MS", d.batch_wait_ms, 0.0, 1000.0),
+            inference_url=self.url("INFERENCE_URL", "", ("http", "https")) or None,
+            inference_model=self.raw("INFERENCE_MODEL"),
+            inference_api_key=self.raw("INFERENCE_API_KEY"),
+            inference_concurrency=self.int_in("INFERENCE_CONCURRENCY", d.inference_concurrency, 1, 1024),
+            inference_timeout_s=self.float_in("INFERENCE_TIMEOUT_S", d.inference_timeout_s, 1.0, 3600.0),
             database_path=self.path("DATABASE_PATH", d.database_path),
             log_retention_days=self.int_in("LOG_RETENTION_DAYS", d.log_retention_days, 0),
             allowed_channel_ids=self.ids("ALLOWED_CHANNEL_IDS"),

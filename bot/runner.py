@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # discord.py, torch and transformers load when the bot starts
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 20.0  # after the engine stops: time to deliver the last messages
+INFERENCE_PROBE_S = 15.0  # with INFERENCE_URL: how often the server is probed for /status, /healthz and metrics
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -175,6 +176,7 @@ async def _run_bot(bot: ContinueBot, token: str, stop: asyncio.Event, on_bot: Ca
             on_bot(bot)
         connection = asyncio.create_task(bot.start(token), name="discord-connection")
         watcher = asyncio.create_task(_watch_engine(services), name="engine-metrics")
+        prober = asyncio.create_task(_watch_inference(services), name="inference-probe")
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -183,9 +185,9 @@ async def _run_bot(bot: ContinueBot, token: str, stop: asyncio.Event, on_bot: Ca
             await _graceful_stop(services)
             return 0
         finally:
-            for task in (connection, watcher, stopping):
+            for task in (connection, watcher, prober, stopping):
                 task.cancel()
-            await asyncio.gather(connection, watcher, stopping, return_exceptions=True)
+            await asyncio.gather(connection, watcher, prober, stopping, return_exceptions=True)
 
 
 def _connection_ended(connection: asyncio.Task[None]) -> int:
@@ -222,3 +224,23 @@ async def _watch_engine(services: Services) -> None:
         status = services.engine.status()
         services.metrics.set_engine(status.queue_length, status.running, status.tokens_per_s)
         await asyncio.sleep(1.0)
+
+
+async def _watch_inference(services: Services) -> None:
+    """With INFERENCE_URL, probe the server every ``INFERENCE_PROBE_S`` for /status, /healthz and metrics."""
+    config = services.settings.engine_config()
+    if not config.inference_url:
+        return
+    from models.remote import probe_endpoint
+
+    was_up: bool | None = None
+    while True:
+        health = await probe_endpoint(config)
+        services.inference_health = f"{'up' if health.up else 'DOWN'}: {health.detail}"
+        if services.metrics is not None:
+            services.metrics.set_inference(health.up, health.detail)
+        if health.up != was_up:
+            (log.info if health.up else log.warning)("inference server %s: %s", "up" if health.up else "down",
+                                                     health.detail)
+            was_up = health.up
+        await asyncio.sleep(INFERENCE_PROBE_S)

@@ -33,3 +33,4 @@ class Services:
     metrics: Metrics | None = None
     filters: Filters | None = None
     view_timeouts: ViewTimeouts = field(default_factory=ViewTimeouts)
+    inference_health: str | None = None  # the last probe of INFERENCE_URL, for /status; None: in-process model

@@ -50,6 +50,10 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _default_factory(config: EngineConfig, progress: Callable[[str], None]) -> Backend:
+    if config.inference_url:  # a remote server generates: nothing here imports torch
+        from models.remote import RemoteBackend
+
+        return RemoteBackend(config, progress)
     from models.loader import load_backend  # torch is imported on the inference thread, when first needed
 
     return load_backend(config, progress)

@@ -47,6 +47,12 @@ class EngineConfig:
     warmup: bool = True
     torch_threads: int = 0  # 0: every core this process may use
     batch_wait_s: float = 0.005  # an idle engine waits while requests keep coming this close together
+    # A remote OpenAI-compatible server (vLLM) instead of the in-process model; None = in-process.
+    inference_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    inference_model: str | None = None  # served model name; None = the only one the server lists
+    inference_api_key: str | None = field(default=None, repr=False)  # sent as a Bearer token, never logged
+    inference_concurrency: int = 32  # requests in flight at the server (the batch size when MAX_BATCH_SIZE is 0)
+    inference_timeout_s: float = 30.0  # connecting, and the longest silence within a stream
 
 
 @dataclass(frozen=True)

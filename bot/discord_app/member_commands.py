@@ -32,6 +32,8 @@ def status_command(services: Services) -> app_commands.Command:
         embed.add_field(name="Speed", value=speed)
         embed.add_field(name="Model", value=s.model_name, inline=False)
         embed.add_field(name="Device", value=f"{s.device} ({s.dtype})")
+        if services.inference_health is not None:
+            embed.add_field(name="Inference server", value=services.inference_health[:1000], inline=False)
         embed.add_field(name="Uptime", value=_uptime(time.time() - s.started_at))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 

@@ -47,6 +47,8 @@ class Metrics:
         )
         self.healthy = False
         self.health_detail = "starting"
+        self.inference: tuple[bool, str] | None = None  # (up, detail) of INFERENCE_URL; None: in-process model
+        self._inference_up: Gauge | None = None
         self._runner: web.AppRunner | None = None
 
     def observe_request(
@@ -71,6 +73,16 @@ class Metrics:
         """What ``/healthz`` answers: 200 when healthy, else 503; ``detail`` is its body."""
         self.healthy = healthy
         self.health_detail = detail
+
+    def set_inference(self, up: bool, detail: str) -> None:
+        """The remote inference server's health: ``/healthz`` is 503 while it is down, with ``detail``."""
+        if self._inference_up is None:  # the series exists only when a server is used
+            self._inference_up = Gauge(
+                "inference_server_up", "1 when INFERENCE_URL answers and serves the model", namespace="continuebot",
+                registry=self.registry,
+            )
+        self._inference_up.set(1 if up else 0)
+        self.inference = (up, detail)
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""
@@ -103,4 +115,8 @@ class Metrics:
         return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.health_detail + "\n", status=200 if self.healthy else 503)
+        healthy, detail = self.healthy, self.health_detail
+        if self.inference is not None:
+            healthy = healthy and self.inference[0]
+            detail += f"; inference server {'up' if self.inference[0] else 'down'}: {self.inference[1]}"
+        return web.Response(text=detail + "\n", status=200 if healthy else 503)

@@ -83,8 +83,11 @@ def run_checks(
         results.append(check_token_shape(raw_values(env_file, environ).get("DISCORD_TOKEN", "").strip() or None))
         return results
     results.append(check_token_shape(settings.discord_token))
-    results.append(check_device(settings))
-    results.extend(check_model(settings))
+    if settings.inference_url:  # a server generates: no local model or device to check
+        results.append(check_inference_server(settings))
+    else:
+        results.append(check_device(settings))
+        results.extend(check_model(settings))
     if load_model:
         results.append(check_model_loads(settings))
     results.extend(check_database(settings))
@@ -211,6 +214,21 @@ def check_device(settings: Settings) -> CheckResult:
 
 
 # --- model --------------------------------------------------------------------------------------
+
+
+def check_inference_server(settings: Settings) -> CheckResult:
+    """INFERENCE_URL answers, serves the model, and says its context length (the key is never shown)."""
+    from models.errors import ModelLoadError
+    from models.remote import RemoteBackend
+
+    try:
+        backend = RemoteBackend(replace(settings.engine_config(), warmup=False))
+    except ModelLoadError as exc:
+        return fail("inference server", str(exc),
+                    "start the server, or fix INFERENCE_URL, INFERENCE_MODEL or INFERENCE_API_KEY in .env")
+    backend.close()
+    context = f", context {backend.max_context} tokens" if backend.max_context else ", context length not listed"
+    return ok("inference server", f"{settings.inference_url} serves {backend.model_name}{context}")
 
 
 def check_model(settings: Settings) -> list[CheckResult]:

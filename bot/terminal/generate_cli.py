@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except InvalidRequest as exc:
         return _error(f"{exc}", EXIT_BAD_INPUT)
     out = Terminal(quiet=args.quiet, as_json=args.json)
-    if args.quiet:
+    if args.quiet and not settings.inference_url:  # with a server, transformers is never loaded
         _silence_progress_bars()
     return asyncio.run(generate(prompt, params, settings, out))
 
@@ -142,12 +142,14 @@ async def generate(
 ) -> int:
     """Open the log, load the engine, run one request; every expected failure is one line on stderr."""
     from models.engine import Engine
-    from models.loader import load_backend
 
     try:
         async with Store(settings.database_path, retention_days=settings.log_retention_days) as store:
             began = time.monotonic()
-            async with Engine(settings.engine_config(), backend_factory=backend_factory or load_backend, progress=out.progress) as engine:
+            # Engine's default factory: the in-process model, or the server at INFERENCE_URL (no torch then)
+            engine_ = (Engine(settings.engine_config(), progress=out.progress) if backend_factory is None
+                       else Engine(settings.engine_config(), backend_factory=backend_factory, progress=out.progress))
+            async with engine_ as engine:
                 load_s = time.monotonic() - began
                 return await _run_request(engine, store, prompt, params, out, load_s)
     except (DatabaseUnavailable, SchemaTooNew) as exc:

@@ -97,7 +97,9 @@ async def running_bot(
     holder: list[ContinueBot] = []
     task = asyncio.create_task(
         serve(settings, settings.require_token(), stop=stop, job_options=options or JobOptions(edit_interval_s=0.3),
-              on_bot=holder.append, backend_factory=slow_backend(step_s) if step_s else load_backend)
+              on_bot=holder.append,
+              # with INFERENCE_URL the engine's own default factory picks the remote backend
+              backend_factory=slow_backend(step_s) if step_s else (None if settings.inference_url else load_backend))
     )
     try:
         await fake.wait_for(lambda: holder or task.done(), 120, "the bot to start")

@@ -46,6 +46,9 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
         ("METRICS_PORT", "70000", "to 65535"),
         ("REQUEST_TIMEOUT_S", "nan", "number"),
         ("BATCH_WAIT_MS", "-5", "from 0 to 1000"),
+        ("INFERENCE_URL", "127.0.0.1:8000/v1", "http or https URL"),
+        ("INFERENCE_CONCURRENCY", "0", "from 1"),
+        ("INFERENCE_TIMEOUT_S", "0.1", "from 1"),
     ],
 )
 def test_bad_values_name_the_setting(name, value, words):
@@ -113,6 +116,18 @@ def test_the_engine_defaults_are_the_settings_defaults():
     from models.types import EngineConfig
 
     assert load_settings({}, env_file=None).engine_config() == EngineConfig()
+
+
+def test_an_inference_url_points_the_engine_at_the_server_without_showing_the_key():
+    settings = load_settings(
+        {"INFERENCE_URL": "http://gpu-box:8000/v1/", "INFERENCE_API_KEY": "sk-very-secret", "INFERENCE_CONCURRENCY": "48"},
+        env_file=None,
+    )
+    config = settings.engine_config()
+    assert config.inference_url == "http://gpu-box:8000/v1" and config.inference_api_key == "sk-very-secret"
+    assert config.max_batch_size == 48  # the requests in flight at the server are the engine's batch
+    assert "sk-very-secret" not in repr(settings) and "sk-very-secret" not in repr(config)
+    assert load_settings({}, env_file=None).engine_config().inference_url is None  # the in-process model
 
 
 def test_every_bad_setting_is_reported_in_one_pass():

@@ -85,6 +85,20 @@ async def test_healthz_is_503_until_the_bot_says_it_is_ready(served: tuple[Metri
     assert (status, text.strip()) == (503, "model worker died")
 
 
+async def test_healthz_is_503_while_the_inference_server_is_down(served: tuple[Metrics, str]) -> None:
+    metrics, base = served
+    metrics.set_health(True, "connected to Discord")
+    assert b"inference_server_up" not in metrics.render()  # no series without INFERENCE_URL
+    metrics.set_inference(False, "cannot reach the inference server at http://gpu:8000/v1")
+    status, _, text = await get(base + "/healthz")
+    assert status == 503 and "inference server down: cannot reach" in text
+    assert b"continuebot_inference_server_up 0.0" in metrics.render()
+    metrics.set_inference(True, "serves smollm2, context 2048 tokens")
+    status, _, text = await get(base + "/healthz")
+    assert status == 200 and "inference server up: serves smollm2" in text
+    assert b"continuebot_inference_server_up 1.0" in metrics.render()
+
+
 async def test_health_probe_reports_what_the_endpoint_says(served: tuple[Metrics, str], monkeypatch) -> None:
     metrics, base = served
     port = int(base.rsplit(":", 1)[1])
