@@ -204,7 +204,8 @@ class Engine:
     async def __aenter__(self) -> Engine:
         began = self._clock()
         backend = await self._thread.start(self._config, self._progress)
-        self._rows.capacity = self._config.max_batch_size or auto_batch_size(backend.device)
+        self._rows.capacity = self._config.max_batch_size or (
+            self._config.inference_concurrency if self._config.inference_url else auto_batch_size(backend.device))
         log.info(
             "engine ready: %s on %s (%s), batches of up to %d rows, in %.1f s", backend.model_name,
             backend.device, backend.dtype, self._rows.capacity, self._clock() - began,
