@@ -151,10 +151,6 @@ class TorchBackend:
                 self._decode()
         return self._collect(prefill=False)
 
-    def take_text(self) -> list[RowUpdate]:
-        """Text chosen at prefill and not reported yet."""
-        return self._collect(prefill=True)
-
     def remove(self, row_ids: Iterable[int]) -> None:
         """Cancel rows now; the other rows go on untouched."""
         with torch.inference_mode():
@@ -204,8 +200,9 @@ class TorchBackend:
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                              use_cache=True, logits_to_keep=1, cache=cache)
             chosen, broken = self._sampler.choose(out.logits[:, -1])
-        finally:
-            self._sampler.set_rows(self._settings, self._seen)
+        except BaseException:
+            self._sampler.set_rows(self._settings, self._seen)  # the running rows sample as before
+            raise
         # The batch changes only from here on: a prefill that raised left the running rows as they were.
         if self._slots is None:
             self._slots = SlotCache(self._device)

@@ -93,9 +93,6 @@ class FakeBackend:
                 del self.rows[row_id]
         return updates
 
-    def take_text(self) -> list[RowUpdate]:
-        return []  # this fake chooses every token in step()
-
     def remove(self, row_ids: Iterable[int]) -> None:
         ids = tuple(row_ids)
         self.calls.append(("remove", ids))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.backend import TorchBackend as Backend
-from models.protocol import RowSpec, RowStart
+from models.protocol import RowSpec, RowStart, Work
 from models.detokenize import IncrementalDecoder
 from models.loader import load_backend
 from models.types import EngineConfig, GenerationParams
@@ -257,11 +257,12 @@ def test_first_token_text_is_available_right_after_prefill(backend: Backend) -> 
     params = replace(GREEDY, max_new_tokens=6)
     prompt = PROMPTS[0]
     expected, _ = reference(backend, ids(backend, prompt), params.max_new_tokens)
-    backend.add(specs(params, [prompt]))
-    first = backend.take_text()
-    assert [u.tokens for u in first] == [1] and not first[0].finished
+    admitted = backend.iterate(Work(add=tuple(specs(params, [prompt]))))
+    first = list(admitted.updates)
+    assert [u.tokens for u in first] == [1] and not first[0].finished and not admitted.stepped
     rest = []
     while backend.active():
-        rest += [u.text for u in backend.step()]
-    assert backend.take_text() == []
+        progress = backend.iterate(Work())
+        assert progress.stepped
+        rest += [u.text for u in progress.updates]
     assert first[0].text + "".join(rest) == expected
