@@ -34,6 +34,8 @@ class Settings:
     discord_guild_ids: tuple[int, ...] = ()
     discord_api_base: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
+    shard_count: int | None = None  # None: the count Discord recommends (GET /gateway/bot)
+    shard_ids: tuple[int, ...] | None = None  # None: every shard, in this process
     # Model and engine: the engine's defaults are written once, in models.types
     model_name: str | None = EngineConfig.model_name
     device: str = EngineConfig.device
@@ -100,6 +102,10 @@ class Settings:
             inference_concurrency=self.inference_concurrency,
             inference_timeout_s=self.inference_timeout_s,
         )
+
+    def runs_shard_zero(self) -> bool:
+        """Whether this process runs shard 0: it alone syncs commands and receives DMs."""
+        return self.shard_ids is None or 0 in self.shard_ids
 
     def require_token(self) -> str:
         """The Discord token, or a ConfigError saying what is wrong with it (never its value)."""
@@ -179,6 +185,32 @@ class _Parser:
             return self.error(name, f"must be a comma-separated list of numeric Discord ids, got {value!r}", ())
         return tuple(int(p) for p in parts)
 
+    def shards(self) -> tuple[int | None, tuple[int, ...] | None]:
+        """SHARD_COUNT and SHARD_IDS, checked together: ids need a count, and each must be below it."""
+        count: int | None = None
+        if self.raw("SHARD_COUNT") is not None:
+            errors = len(self.errors)
+            count = self.int_in("SHARD_COUNT", 1, 1, 65535)
+            count = count if len(self.errors) == errors else None
+        value = self.raw("SHARD_IDS")
+        if value is None:
+            return count, None
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() for p in parts):
+            return count, self.error("SHARD_IDS", f"must be a comma-separated list of shard numbers, got {value!r}",
+                                     None)
+        ids = tuple(int(p) for p in parts)
+        if len(set(ids)) != len(ids):
+            return count, self.error("SHARD_IDS", f"lists a shard twice: {value!r}", None)
+        if count is None:
+            if self.raw("SHARD_COUNT") is None:  # a bad SHARD_COUNT is reported already
+                self.error("SHARD_IDS", "needs SHARD_COUNT (the total number of shards across every process)", None)
+            return None, None
+        if any(i >= count for i in ids):
+            return count, self.error("SHARD_IDS", f"must be shard numbers from 0 to {count - 1} "
+                                                  f"(SHARD_COUNT={count}), got {value!r}", None)
+        return count, ids
+
     def flag(self, name: str, default: bool) -> bool:
         value = self.raw(name)
         if value is None:
@@ -224,11 +256,14 @@ class _Parser:
                 "DEFAULT_MAX_NEW_TOKENS", f"must not exceed MAX_NEW_TOKENS ({max_new})", min(default_new, max_new)
             )
         log_file = self.raw("LOG_FILE")
+        shard_count, shard_ids = self.shards()
         settings = Settings(
             discord_token=self.raw("DISCORD_TOKEN"),
             discord_guild_ids=self.ids("DISCORD_GUILD_IDS"),
             discord_api_base=self.url("DISCORD_API_BASE", d.discord_api_base, ("http", "https")),
             discord_gateway_url=self.url("DISCORD_GATEWAY_URL", d.discord_gateway_url, ("ws", "wss")),
+            shard_count=shard_count,
+            shard_ids=shard_ids,
             model_name=self.raw("MODEL_NAME"),
             device=device,
             dtype=self.choice("DTYPE", d.dtype, DTYPES),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import check_token, load_settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, InvalidSettings
 
 GOOD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcDE.abcdefghijklmnopqrstuvwxyz0123456789AB"
 
@@ -147,3 +147,50 @@ def test_cli_names_every_bad_setting(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
     assert len(lines) == 2 and "MAX_BATCH_SIZE" in lines[0] and "ALLOW_DMS" in lines[1]
+
+
+def test_shards_default_to_discords_count_and_every_shard_here():
+    settings = load_settings({}, env_file=None)
+    assert settings.shard_count is None and settings.shard_ids is None
+    assert settings.runs_shard_zero()
+
+
+@pytest.mark.parametrize(
+    "count,ids,expected,zero",
+    [("2", "0", (2, (0,)), True), ("4", " 3, 1 ", (4, (3, 1)), False), ("3", "", (3, None), True)],
+)
+def test_shards_this_process_runs(count, ids, expected, zero):
+    settings = load_settings({"SHARD_COUNT": count, "SHARD_IDS": ids}, env_file=None)
+    assert (settings.shard_count, settings.shard_ids) == expected
+    assert settings.runs_shard_zero() is zero
+
+
+@pytest.mark.parametrize(
+    "environ,setting,words",
+    [
+        ({"SHARD_IDS": "0"}, "SHARD_IDS", "needs SHARD_COUNT"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "2"}, "SHARD_IDS", "from 0 to 1 (SHARD_COUNT=2)"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "1,1"}, "SHARD_IDS", "lists a shard twice"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "first"}, "SHARD_IDS", "comma-separated list of shard numbers"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "-1"}, "SHARD_IDS", "comma-separated list of shard numbers"),
+        ({"SHARD_COUNT": "two"}, "SHARD_COUNT", "whole number from 1"),
+        ({"SHARD_COUNT": "0", "SHARD_IDS": "0"}, "SHARD_COUNT", "whole number from 1"),
+    ],
+)
+def test_bad_shard_settings_say_what_to_fix(environ, setting, words):
+    with pytest.raises(InvalidSettings) as info:
+        load_settings(environ, env_file=None)
+    assert [e.setting for e in info.value.errors] == [setting], "one line, naming the setting at fault"
+    assert words in str(info.value.errors[0])
+
+
+@pytest.mark.parametrize("command,code", [("doctor", 1), ("run", 2)])
+def test_doctor_and_run_show_a_bad_shard_setting_without_a_traceback(tmp_path, command, code):
+    (tmp_path / ".env").write_text(f"DISCORD_TOKEN={GOOD_TOKEN}\nSHARD_COUNT=2\nSHARD_IDS=0,2\n")
+    cli = "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))"
+    run = subprocess.run([sys.executable, "-c", cli, command], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode == code, output
+    assert "SHARD_IDS" in output and "from 0 to 1 (SHARD_COUNT=2)" in output, output
+    assert "Traceback" not in output
