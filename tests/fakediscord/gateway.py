@@ -1,4 +1,4 @@
-"""The fake gateway websocket: HELLO, IDENTIFY/READY, GUILD_CREATE, heartbeats, RESUME with replay."""
+"""The fake gateway websocket: HELLO, IDENTIFY/READY, GUILD_CREATE, heartbeats, RESUME with replay, shards."""
 
 from __future__ import annotations
 
@@ -25,7 +25,22 @@ OP_NAMES = MappingProxyType({0: "DISPATCH", 1: "HEARTBEAT", 2: "IDENTIFY", 3: "P
             11: "HEARTBEAT_ACK"})
 INTENT_GUILDS = 1 << 0
 CLOSE_AUTHENTICATION_FAILED = 4004
+CLOSE_INVALID_SHARD = 4010
 CLOSE_UNKNOWN_OPCODE = 4001
+GUILD_EVENTS_BY_ID = ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE")  # their payload is the guild: its "id"
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """Discord's formula for the shard that receives a guild's events; DMs go to shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
+def guild_of(event: str, data: Any) -> int | None:
+    """The guild a dispatch belongs to (None: a DM or not guild-bound)."""
+    if not isinstance(data, dict):
+        return None
+    value = data.get("id") if event in GUILD_EVENTS_BY_ID else data.get("guild_id")
+    return int(value) if value else None
 
 
 @dataclass
@@ -81,6 +96,16 @@ class GatewaySession:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resumes: int = 0
 
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0] if self.shard else 0
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether this session receives the guild's events: an unsharded session receives all."""
+        if not self.shard:
+            return True
+        return shard_of(guild_id, self.shard[1]) == self.shard[0]
+
 
 class Gateway:
     """Serves the gateway websocket and dispatches events to the current session."""
@@ -90,7 +115,8 @@ class Gateway:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.resume_url = resume_url
         self.sessions: dict[str, GatewaySession] = {}
-        self.current: GatewaySession | None = None
+        self.current: GatewaySession | None = None  # the session identified or resumed last
+        self.by_shard: dict[int, GatewaySession] = {}  # shard id -> its latest session
         self.events: list[GatewayEvent] = []
         self.connections: set[Connection] = set()
         self.connect_params: list[dict[str, str]] = []  # query of every websocket connection (v, encoding, compress)
@@ -144,22 +170,34 @@ class Gateway:
         if data.get("token") != self.state.token:
             await conn.ws.close(code=CLOSE_AUTHENTICATION_FAILED, message=b"Authentication failed.")
             return
-        session = GatewaySession(secrets.token_hex(16), int(data.get("intents") or 0), data.get("shard"))
+        shard = data.get("shard")
+        if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+            await conn.ws.close(code=CLOSE_INVALID_SHARD, message=b"Invalid shard.")
+            return
+        session = GatewaySession(secrets.token_hex(16), int(data.get("intents") or 0), shard)
         self.sessions[session.session_id] = session
-        self.current = session
+        self._make_current(session)
         async with session.lock:
             session.conn = conn
             conn.session = session
             await self._send_locked(session, "READY", self._ready(session))
             if session.intents & INTENT_GUILDS:
-                for guild in self.state.world.guilds.values():
+                for guild in self._owned_guilds(session):
                     await self._send_locked(session, "GUILD_CREATE", self.state.world.guild_create_payload(guild))
+
+    def _make_current(self, session: GatewaySession) -> None:
+        self.current = session
+        self.by_shard.pop(session.shard_id, None)  # re-inserted last: the newest session wins a guild
+        self.by_shard[session.shard_id] = session
+
+    def _owned_guilds(self, session: GatewaySession) -> list[Any]:
+        return [g for g in self.state.world.guilds.values() if session.owns(g.id)]
 
     def _ready(self, session: GatewaySession) -> dict[str, Any]:
         world = self.state.world
         ready: dict[str, Any] = {
             "v": 10, "user": {**world.user_payload(world.bot.id), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(g), "unavailable": True} for g in world.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in self._owned_guilds(session)],
             "session_id": session.session_id, "resume_gateway_url": self.resume_url(),
             "application": {"id": str(world.application_id), "flags": 0}, "session_type": "normal",
             "private_channels": [], "relationships": [], "user_settings": {}, "_trace": ["fake-discord"],
@@ -181,7 +219,7 @@ class Gateway:
             session.conn = conn
             conn.session = session
             session.resumes += 1
-            self.current = session
+            self._make_current(session)
             await self._send_locked(session, "RESUMED", {"_trace": ["fake-discord"]})
 
     async def _request_members(self, conn: Connection, data: dict[str, Any]) -> None:
@@ -206,11 +244,19 @@ class Gateway:
             session.conn = None  # kept in the buffer: a RESUME replays it
         return session.seq
 
-    async def dispatch(self, event: str, data: Any) -> int:
-        """Sends a dispatch to the bot's session (buffered for replay while it is disconnected)."""
-        session = self.current
-        if session is None:
+    def session_for(self, guild_id: int | None) -> GatewaySession:
+        """The session that receives a guild's events (DMs: shard 0's), as Discord routes them."""
+        if self.current is None:
             raise UsageError("no bot has identified on the fake gateway yet")
+        owners = [s for s in self.by_shard.values() if s.owns(guild_id)]
+        if not owners:
+            shards = sorted(s.shard_id for s in self.by_shard.values())
+            raise UsageError(f"no identified shard owns guild {guild_id} (shards identified: {shards})")
+        return owners[-1]
+
+    async def dispatch(self, event: str, data: Any) -> int:
+        """Sends a dispatch to the session of the shard that owns its guild (buffered while it is disconnected)."""
+        session = self.session_for(guild_of(event, data))
         async with session.lock:
             seq = await self._send_locked(session, event, data)
         self.state.notifier.notify()
@@ -241,6 +287,10 @@ class Gateway:
 
     def connected(self) -> bool:
         return self.current is not None and self.current.conn is not None
+
+    def connected_shards(self) -> set[int]:
+        """The shard ids whose latest session is connected now."""
+        return {shard for shard, session in self.by_shard.items() if session.conn is not None}
 
     async def close(self) -> None:
         for conn in list(self.connections):

@@ -51,3 +51,8 @@ BOT_PERMISSIONS = EVERYONE_PERMISSIONS
 # Message flags.
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
+
+
+def guild_id_on_shard(shard: int, shard_count: int, n: int = 0) -> int:
+    """A guild id whose events Discord routes to ``shard`` of ``shard_count``: ``(id >> 22) % count == shard``."""
+    return ((1 << 38) * shard_count + n * shard_count + shard) << 22

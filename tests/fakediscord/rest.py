@@ -173,7 +173,8 @@ class RestApi:
 
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return json_response({"url": self.gateway_url(), "shards": 1, "session_start_limit": limit})
+        return json_response({"url": self.gateway_url(), "shards": self.state.knobs.recommended_shards,
+                              "session_start_limit": limit})
 
     async def get_application(self, request: web.Request) -> web.Response:
         world = self.state.world

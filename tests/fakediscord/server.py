@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from aiohttp import web
 
@@ -29,10 +29,11 @@ class FakeDiscord:
     def __init__(self, *, world: World | None = None, token: str = ids.FAKE_TOKEN,
                  heartbeat_interval: float = 5.0, token_lifetime: float = 15 * 60.0,
                  callback_deadline: float | None = None, rest_latency: float = 0.0,
-                 attachment_size_limit: int = 10 * 1024 * 1024) -> None:
+                 attachment_size_limit: int = 10 * 1024 * 1024, recommended_shards: int = 1) -> None:
         self.world = world or default_world()
         self.knobs = Knobs(token_lifetime=token_lifetime, callback_deadline=callback_deadline,
-                           rest_latency=rest_latency, attachment_size_limit=attachment_size_limit)
+                           rest_latency=rest_latency, attachment_size_limit=attachment_size_limit,
+                           recommended_shards=recommended_shards)
         self.state = FakeState(self.world, token, self.knobs)
         self.gateway = Gateway(self.state, int(heartbeat_interval * 1000), lambda: self.gateway_url)
         self.rest = RestApi(self.state, lambda: self.gateway_url)
@@ -186,9 +187,21 @@ class FakeDiscord:
         self.knobs.rate_limits.append(RateLimitRule(re.compile(path_regex), method, retry_after, count, is_global))
 
     # ---- gateway ----
-    async def wait_until_connected(self, timeout: float = 10.0) -> None:
-        """Waits until a client has identified (READY and GUILD_CREATEs sent) and is connected."""
-        await self.state.notifier.wait_for(self.gateway.connected, timeout, lambda: "a gateway connection")
+    async def wait_until_connected(self, timeout: float = 10.0, *, shards: Iterable[int] | None = None) -> None:
+        """Waits until a client has identified (READY and GUILD_CREATEs sent) and is connected; with
+        ``shards``, until a session of each of those shard ids is."""
+        if shards is None:
+            await self.state.notifier.wait_for(self.gateway.connected, timeout, lambda: "a gateway connection")
+            return
+        wanted = set(shards)
+        await self.state.notifier.wait_for(lambda: wanted <= self.gateway.connected_shards(), timeout,
+                                           lambda: f"gateway sessions of shards {sorted(wanted)} "
+                                                   f"(connected: {sorted(self.gateway.connected_shards())})")
+
+    def shard_of(self, guild_id: int) -> int:
+        """The shard that receives this guild's events, by the count its bot identified with."""
+        session = self.gateway.session_for(guild_id)
+        return session.shard_id
 
     async def dispatch(self, event: str, data: Any) -> int:
         """Sends any gateway dispatch to the bot; returns its sequence number."""

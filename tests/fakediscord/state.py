@@ -50,6 +50,7 @@ class Knobs:
     callback_deadline: float | None = None
     rest_latency: float = 0.0
     attachment_size_limit: int = 10 * 1024 * 1024
+    recommended_shards: int = 1  # what GET /gateway/bot answers
     failures: dict[int | str, int] = field(default_factory=dict)  # interaction id or token -> error code
     fail_next: list[int] = field(default_factory=list)  # codes for the next interactions created
     expired_tokens: set[str] = field(default_factory=set)
