@@ -36,12 +36,20 @@ class BotTree(app_commands.CommandTree):
         await answer_error(interaction, error)
 
 
-class ContinueBot(discord.Client):
-    """continuebot's client: no privileged intents, never pings anyone."""
+class ContinueBot(discord.AutoShardedClient):
+    """continuebot's client: sharded (SHARD_COUNT / SHARD_IDS), no privileged intents, never pings anyone.
+
+    A plain ``discord.Client`` with a ``CommandTree``, as before, made an ``AutoShardedClient``: the
+    sharded twin of ``commands.AutoShardedBot`` without the prefix-command machinery this bot does not use.
+    """
 
     def __init__(self, services: Services, **options: Any) -> None:
+        settings = services.settings
+        if settings.shard_ids is not None:
+            options["shard_ids"] = list(settings.shard_ids)
         super().__init__(
             intents=discord.Intents(guilds=True),
+            shard_count=settings.shard_count,  # None: the count Discord recommends, asked at login
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=None,
             # Without the members intent nothing waits on the guild stream; don't hold READY long.
@@ -60,8 +68,16 @@ class ContinueBot(discord.Client):
         await self.sync_commands()
 
     async def sync_commands(self) -> None:
-        """Sync to DISCORD_GUILD_IDS (instant) or globally (may take up to an hour to show)."""
-        guild_ids = self.services.settings.discord_guild_ids
+        """Sync to DISCORD_GUILD_IDS (instant) or globally (may take up to an hour to show).
+
+        Commands belong to the application, not to a shard: only the process that runs shard 0 syncs,
+        so processes of two versions during a rolling restart do not overwrite each other's commands.
+        """
+        settings = self.services.settings
+        if not settings.runs_shard_zero():
+            log.info("commands: not synced here; the process that runs shard 0 syncs them")
+            return
+        guild_ids = settings.discord_guild_ids
         if not guild_ids:
             synced = await self.tree.sync()
             log.info("synced %d commands globally", len(synced))
@@ -73,7 +89,8 @@ class ContinueBot(discord.Client):
             log.info("synced %d commands to guild %s", len(synced), guild_id)
 
     async def on_ready(self) -> None:
-        log.info("connected as %s (id %s) in %d servers", self.user, self.user and self.user.id, len(self.guilds))
+        log.info("connected as %s (id %s) in %d servers, shard(s) %s of %s", self.user, self.user and self.user.id,
+                 len(self.guilds), ",".join(str(i) for i in sorted(self.shards)), self.shard_count)
         self._health(True, "connected to Discord")
 
     async def on_resumed(self) -> None:

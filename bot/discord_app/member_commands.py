@@ -19,8 +19,21 @@ def _uptime(seconds: float) -> str:
     return f"{days}d {hours}h {minutes}m" if days else f"{hours}h {minutes}m"
 
 
+def _latency(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds == seconds and seconds != float("inf") else "connecting"
+
+
+def shards_text(client: discord.Client, guild_id: int | None) -> str:
+    """This process's shards of the total, each with its gateway latency, and the shard this server is on."""
+    count = client.shard_count or 1
+    latencies = client.latencies if isinstance(client, discord.AutoShardedClient) else [(0, client.latency)]
+    lines = [f"{shard}: {_latency(latency)}" for shard, latency in sorted(latencies)]
+    here = f"this server is on shard {(guild_id >> 22) % count}; " if guild_id is not None else ""
+    return f"{here}this process runs {len(lines)} of {count}\n" + " · ".join(lines)
+
+
 def status_command(services: Services) -> app_commands.Command:
-    """/status: queue, running batch, model, device, speed, uptime."""
+    """/status: queue, running batch, model, device, speed, this process's shards, uptime."""
 
     @app_commands.command(name="status", description="How busy the bot is, which model it runs, how fast")
     async def status(interaction: discord.Interaction) -> None:
@@ -34,6 +47,8 @@ def status_command(services: Services) -> app_commands.Command:
         embed.add_field(name="Device", value=f"{s.device} ({s.dtype})")
         if services.inference_health is not None:
             embed.add_field(name="Inference server", value=services.inference_health[:1000], inline=False)
+        embed.add_field(name="Shards", value=shards_text(interaction.client, interaction.guild_id)[:1000],
+                        inline=False)
         embed.add_field(name="Uptime", value=_uptime(time.time() - s.started_at))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
