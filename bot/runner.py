@@ -175,7 +175,7 @@ async def _run_bot(bot: ContinueBot, token: str, stop: asyncio.Event, on_bot: Ca
         if on_bot is not None:
             on_bot(bot)
         connection = asyncio.create_task(bot.start(token), name="discord-connection")
-        watcher = asyncio.create_task(_watch_engine(services), name="engine-metrics")
+        watcher = asyncio.create_task(_watch_engine(services, bot), name="engine-metrics")
         prober = asyncio.create_task(_watch_inference(services), name="inference-probe")
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -216,13 +216,14 @@ async def _graceful_stop(services: Services) -> None:
     log.info("stopped cleanly")
 
 
-async def _watch_engine(services: Services) -> None:
-    """Keep the metrics' engine gauges and health current."""
+async def _watch_engine(services: Services, bot: ContinueBot) -> None:
+    """Keep the metrics' engine gauges and each shard's gateway latency current."""
     if services.metrics is None:
         return
     while True:
         status = services.engine.status()
         services.metrics.set_engine(status.queue_length, status.running, status.tokens_per_s)
+        services.metrics.set_latencies(bot.latencies)
         await asyncio.sleep(1.0)
 
 

@@ -57,6 +57,7 @@ class ContinueBot(discord.AutoShardedClient):
             **options,
         )
         self.services = services
+        self.disconnected: set[int] = set()  # shards of this process that lost the gateway, until they return
         self.tree = BotTree(self)
         self.router = ButtonRouter(services)
 
@@ -91,13 +92,27 @@ class ContinueBot(discord.AutoShardedClient):
     async def on_ready(self) -> None:
         log.info("connected as %s (id %s) in %d servers, shard(s) %s of %s", self.user, self.user and self.user.id,
                  len(self.guilds), ",".join(str(i) for i in sorted(self.shards)), self.shard_count)
-        self._health(True, "connected to Discord")
+        self._health(True, self._connected_text())
 
-    async def on_resumed(self) -> None:
-        self._health(True, "connected to Discord")
+    def _connected_text(self) -> str:
+        shards = ",".join(str(i) for i in sorted(self.shards))
+        return f"connected to Discord (shard{'s' if len(self.shards) != 1 else ''} {shards} of {self.shard_count})"
 
-    async def on_disconnect(self) -> None:
-        self._health(False, "disconnected from Discord, reconnecting")
+    async def on_shard_ready(self, shard_id: int) -> None:
+        await self._shard_back(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        await self._shard_back(shard_id)
+
+    async def _shard_back(self, shard_id: int) -> None:
+        self.disconnected.discard(shard_id)
+        if not self.disconnected and self.is_ready():
+            self._health(True, self._connected_text())
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.disconnected.add(shard_id)
+        shards = ",".join(str(i) for i in sorted(self.disconnected))
+        self._health(False, f"shard {shards} disconnected from Discord, reconnecting")
 
     def _health(self, healthy: bool, detail: str) -> None:
         if self.services.metrics is not None and self.services.jobs.accepting:

@@ -45,6 +45,10 @@ class Metrics:
             "tokens_per_second", "Recent generation speed, all requests together", namespace=ns,
             registry=self.registry,
         )
+        self.gateway_latency = Gauge(
+            "gateway_latency_seconds", "Heartbeat round trip of each gateway shard this process runs", ["shard"],
+            namespace=ns, registry=self.registry,
+        )
         self.healthy = False
         self.health_detail = "starting"
         self.inference: tuple[bool, str] | None = None  # (up, detail) of INFERENCE_URL; None: in-process model
@@ -68,6 +72,12 @@ class Metrics:
         self.queue_depth.set(queue_depth)
         self.running.set(running)
         self.tokens_per_second.set(tokens_per_s or 0.0)
+
+    def set_latencies(self, latencies: list[tuple[int, float]]) -> None:
+        """Each shard's gateway latency in seconds (a shard not connected yet has none, so no sample)."""
+        for shard, seconds in latencies:
+            if seconds == seconds and seconds != float("inf"):
+                self.gateway_latency.labels(shard=str(shard)).set(seconds)
 
     def set_health(self, healthy: bool, detail: str) -> None:
         """What ``/healthz`` answers: 200 when healthy, else 503; ``detail`` is its body."""

@@ -263,9 +263,10 @@ class Gateway:
         return seq
 
     # ---- forcing trouble ----
-    async def disconnect(self, code: int | None = 4000) -> None:
-        """Drops the current connection: with a close code, or (code=None) by aborting TCP like a 1006."""
-        session = self.current
+    async def disconnect(self, code: int | None = 4000, shard: int | None = None) -> None:
+        """Drops the current connection (or that of ``shard``'s session): with a close code, or (code=None)
+        by aborting TCP like a 1006."""
+        session = self.current if shard is None else self.by_shard.get(shard)
         conn = session.conn if session else None
         if session is None or conn is None:
             raise UsageError("the bot is not connected to the fake gateway")

@@ -207,13 +207,15 @@ class FakeDiscord:
         """Sends any gateway dispatch to the bot; returns its sequence number."""
         return await self.gateway.dispatch(event, data)
 
-    async def disconnect_gateway(self, code: int | None = 4000, *, wait: bool = True, timeout: float = 15.0) -> None:
-        """Drops the bot's gateway connection (code None: abort TCP, like a 1006) and, with wait, awaits the
-        client's return (RESUME or new IDENTIFY)."""
+    async def disconnect_gateway(self, code: int | None = 4000, *, wait: bool = True, timeout: float = 15.0,
+                                 shard: int | None = None) -> None:
+        """Drops the bot's gateway connection (code None: abort TCP, like a 1006), or that of one shard's
+        session, and, with wait, awaits the client's return (RESUME or new IDENTIFY)."""
         before = len(self.gateway.events)
-        await self.gateway.disconnect(code)
+        await self.gateway.disconnect(code, shard)
+        connected = self.gateway.connected if shard is None else lambda: shard in self.gateway.connected_shards()
         if wait:
-            await self.wait_for(lambda: self.gateway.connected() and any(
+            await self.wait_for(lambda: connected() and any(
                 e.op in (2, 6) for e in self.gateway.events[before:]), timeout, "the client to reconnect")
 
     async def request_reconnect(self) -> None:
