@@ -83,6 +83,7 @@ def run_checks(
         results.append(check_token_shape(raw_values(env_file, environ).get("DISCORD_TOKEN", "").strip() or None))
         return results
     results.append(check_token_shape(settings.discord_token))
+    results.append(check_shards(settings))
     if settings.inference_url:  # a server generates: no local model or device to check
         results.append(check_inference_server(settings))
     else:
@@ -214,6 +215,19 @@ def check_device(settings: Settings) -> CheckResult:
 
 
 # --- model --------------------------------------------------------------------------------------
+
+
+def check_shards(settings: Settings) -> CheckResult:
+    """Which shards this process will run, and what the other processes must run (docs/shards.md)."""
+    count, ids = settings.shard_count, settings.shard_ids
+    if count is None:
+        return ok("shards", "the count Discord recommends, all in this process")
+    if ids is None or len(ids) == count:
+        return ok("shards", f"all {count} in this process")
+    others = ",".join(str(i) for i in range(count) if i not in ids)
+    note = "" if settings.runs_shard_zero() else "; the process with shard 0 syncs the commands"
+    return ok("shards", f"{','.join(map(str, ids))} of {count} here; run {others} in other processes "
+                        f"with the same SHARD_COUNT and DATABASE_PATH{note}")
 
 
 def check_inference_server(settings: Settings) -> CheckResult:

@@ -186,3 +186,24 @@ def test_corrupt_database_fails_the_integrity_check(env_file, good_env) -> None:
     path.write_bytes(b"this is not a database" * 100)
     failed = rows(run_checks(env_file, good_env), "FAIL")
     assert "database integrity" in failed and "restore" in failed["database integrity"].fix
+
+
+@pytest.mark.parametrize(
+    "shards,words",
+    [
+        ({}, "the count Discord recommends, all in this process"),
+        ({"SHARD_COUNT": "4"}, "all 4 in this process"),
+        ({"SHARD_COUNT": "3", "SHARD_IDS": "1"},
+         "1 of 3 here; run 0,2 in other processes with the same SHARD_COUNT and DATABASE_PATH; "
+         "the process with shard 0 syncs the commands"),
+    ],
+)
+def test_doctor_says_which_shards_this_process_runs(env_file, good_env, shards, words) -> None:
+    row = {r.check: r for r in run_checks(env_file, {**good_env, **shards})}["shards"]
+    assert row.status == "OK" and row.detail == words
+
+
+def test_a_bad_shard_setting_is_a_failed_row(env_file, good_env) -> None:
+    results = run_checks(env_file, {**good_env, "SHARD_IDS": "0"})
+    failed = rows(results, "FAIL")
+    assert "needs SHARD_COUNT" in failed["setting SHARD_IDS"].detail
