@@ -1,6 +1,7 @@
 """Commands for everyone: /status and /forget-me."""
 
 import logging
+import math
 import time
 
 import discord
@@ -20,7 +21,7 @@ def _uptime(seconds: float) -> str:
 
 
 def _latency(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds == seconds and seconds != float("inf") else "connecting"
+    return f"{seconds * 1000:.0f} ms" if math.isfinite(seconds) else "connecting"  # inf: no heartbeat yet
 
 
 def shards_text(client: discord.Client, guild_id: int | None) -> str:

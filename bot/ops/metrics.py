@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -76,7 +77,7 @@ class Metrics:
     def set_latencies(self, latencies: list[tuple[int, float]]) -> None:
         """Each shard's gateway latency in seconds (a shard not connected yet has none, so no sample)."""
         for shard, seconds in latencies:
-            if seconds == seconds and seconds != float("inf"):
+            if math.isfinite(seconds):
                 self.gateway_latency.labels(shard=str(shard)).set(seconds)
 
     def set_health(self, healthy: bool, detail: str) -> None:
