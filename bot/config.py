@@ -51,6 +51,7 @@ class Settings:
     max_variants: int = ParamLimits.max_variants
     max_prompt_chars: int = ParamLimits.max_prompt_chars
     torch_threads: int = EngineConfig.torch_threads
+    pack_weights: bool = EngineConfig.pack_weights
     batch_wait_ms: float = EngineConfig.batch_wait_s * 1000
     # Remote inference (an OpenAI-compatible server such as vLLM); empty URL = the in-process model
     inference_url: str | None = EngineConfig.inference_url
@@ -95,6 +96,7 @@ class Settings:
                 max_prompt_chars=self.max_prompt_chars,
             ),
             torch_threads=self.torch_threads,
+            pack_weights=self.pack_weights,
             batch_wait_s=self.batch_wait_ms / 1000,
             inference_url=self.inference_url,
             inference_model=self.inference_model,
@@ -278,6 +280,7 @@ class _Parser:
             max_variants=self.int_in("MAX_VARIANTS", d.max_variants, 1, 5),
             max_prompt_chars=self.int_in("MAX_PROMPT_CHARS", d.max_prompt_chars, 1, 100_000),
             torch_threads=self.int_in("TORCH_THREADS", d.torch_threads, 0, 1024),
+            pack_weights=self.flag("PACK_WEIGHTS", d.pack_weights),
             batch_wait_ms=self.float_in("BATCH_WAIT_MS", d.batch_wait_ms, 0.0, 1000.0),
             inference_url=self.url("INFERENCE_URL", "", ("http", "https")) or None,
             inference_model=self.raw("INFERENCE_MODEL"),

@@ -59,7 +59,8 @@ class TorchBackend:
         self.max_context = self._context_length(model.config)
         self.eos_ids = self._eos_ids(model, tokenizer)  # a row ends when it picks one of these
         self._eos = torch.tensor(sorted(self.eos_ids) or [-1], device=self._device)
-        self._vocab = int(model.get_output_embeddings().weight.shape[0])
+        head = model.get_output_embeddings()
+        self._vocab = int(getattr(head, "out_features", None) or head.weight.shape[0])
         self._float_mask = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
         self._slots: SlotCache | None = None
         self._sampler = BatchSampler(self._vocab, self._device)

@@ -17,8 +17,9 @@ from transformers.cache_utils import DynamicLayer
 
 from models.backend import TorchBackend
 from models.errors import ModelLoadError
+from models.packing import pack_linears
 from models.sources import GgufModel, ModelSource, locate
-from models.types import EngineConfig
+from models.types import EngineConfig, auto_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,10 @@ def load_backend(config: EngineConfig, progress: Progress = lambda msg: None) ->
     progress(f"Loading {source.name} on {device} ({str(dtype).removeprefix('torch.')})")
     model, tokenizer = _load_pretrained(source, device, dtype)
     _check_cache_layout(model, source.name)
+    if config.pack_weights:
+        packed = pack_linears(model, config.max_batch_size or auto_batch_size(str(device)))
+        if packed:
+            log.info("packed %d linear layers for oneDNN", packed)
     backend = TorchBackend(model, tokenizer, source.name, config.prompt_overflow)
     elapsed = time.perf_counter() - started
     log.info("loaded %s on %s (%s) in %.1f s", backend.model_name, backend.device, backend.dtype, elapsed)

@@ -46,6 +46,7 @@ class EngineConfig:
     limits: ParamLimits = field(default_factory=ParamLimits)
     warmup: bool = True
     torch_threads: int = 0  # 0: every core this process may use
+    pack_weights: bool = True  # on CPU, prepack linear weights for oneDNN (models/packing.py)
     batch_wait_s: float = 0.005  # an idle engine waits while requests keep coming this close together
     # A remote OpenAI-compatible server (vLLM) instead of the in-process model; None = in-process.
     inference_url: str | None = None  # e.g. http://127.0.0.1:8000/v1

@@ -243,12 +243,14 @@ def smollm2(smollm2_cache_dir: Path) -> Backend:
 
 @pytest.mark.slow
 @needs_smollm2
-def test_smollm2_batched_greedy_equals_unbatched_generate(smollm2: Backend) -> None:
+def test_smollm2_batched_greedy_equals_unbatched_generate(smollm2: Backend, smollm2_cache_dir: Path) -> None:
+    # the reference is plain transformers: no packed weights (the app packs them on CPU by default)
+    plain = load_backend(EngineConfig(device="cpu", cache_dir=smollm2_cache_dir, pack_weights=False))
     prompts = ("The capital of France is", "Once upon a time, in a small village by the sea,", "def add(a, b):")
     params = replace(GREEDY, max_new_tokens=10)
     outcomes = run(smollm2, specs(params, prompts[:2]), joins={2: specs(params, prompts[2:], first_id=2)})
     for row_id, prompt in enumerate(prompts):
-        text, tokens = reference(smollm2, ids(smollm2, prompt), params.max_new_tokens)
+        text, tokens = reference(plain, ids(plain, prompt), params.max_new_tokens)
         assert (outcomes[row_id].text, outcomes[row_id].tokens) == (text, tokens)
     assert "Paris" in outcomes[0].text
 
