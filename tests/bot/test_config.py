@@ -18,6 +18,11 @@ def test_defaults_without_any_setting():
     assert settings.device == "auto"
     assert settings.max_batch_size == 0  # by device, once the model is loaded
     assert settings.discord_api_base == "https://discord.com/api/v10"
+    assert settings.engine_config().pack_weights is True
+
+
+def test_packed_weights_can_be_turned_off():
+    assert load_settings({"PACK_WEIGHTS": "false"}, env_file=None).engine_config().pack_weights is False
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path):
@@ -40,6 +45,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
         ("DTYPE", "int8", "one of"),
         ("ALLOWED_CHANNEL_IDS", "general", "numeric Discord ids"),
         ("ALLOW_DMS", "maybe", "true or false"),
+        ("PACK_WEIGHTS", "fast", "true or false"),
         ("DISCORD_API_BASE", "discord.com", "URL"),
         ("PROMPT_OVERFLOW", "explode", "truncate, reject"),
         ("LOG_RETENTION_DAYS", "-1", "from 0"),
