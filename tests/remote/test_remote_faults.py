@@ -17,7 +17,7 @@ from aiohttp import web
 
 from models.engine import Engine
 from models.errors import ModelLoadError
-from models.types import Done, EngineConfig, Failed, GenerationParams, GenerationRequest
+from models.types import Done, EngineConfig, Failed, GenerationParams, GenerationRequest, ParamLimits
 from tests.remote.conftest import _free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,13 +33,16 @@ class Stub:
     plan: list[int] = field(default_factory=list)
     retry_after: str = "1"
     silent_after_first: bool = False
+    context: int | None = 512  # max_model_len listed by /v1/models (None: not listed)
+    prompt_tokens: int = 3  # the usage.prompt_tokens it reports
     seen: list[float] = field(default_factory=list)
+    bodies: list[dict[str, object]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)  # set at teardown: a silent stream ends
 
 
-def chunk(text: str, finish: str | None, tokens: int) -> bytes:
+def chunk(text: str, finish: str | None, tokens: int, prompt_tokens: int = 3) -> bytes:
     body = {"choices": [{"index": 0, "text": text, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": tokens}}
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens}}
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
@@ -50,20 +53,25 @@ def make_app(stub: Stub) -> web.Application:
     async def models(request: web.Request) -> web.Response:
         if not authorized(request):
             return web.json_response({"error": {"message": "Unauthorized"}}, status=401)
-        return web.json_response({"data": [{"id": "stub", "max_model_len": 512}]})
+        listed = {"id": "stub"} if stub.context is None else {"id": "stub", "max_model_len": stub.context}
+        return web.json_response({"data": [listed]})
 
     async def completions(request: web.Request) -> web.StreamResponse:
         stub.seen.append(time.monotonic())
+        stub.bodies.append(await request.json())
         status = stub.plan.pop(0) if stub.plan else 200
+        if status == 400:
+            error = {"message": "top_k must be -1 (disable), or at least 1, got 0.", "param": "top_k"}
+            return web.json_response({"error": error}, status=400)
         if status != 200:
             return web.json_response({"error": {"message": "busy"}}, status=status,
                                      headers={"Retry-After": stub.retry_after})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(chunk("Hello", None, 1))
+        await response.write(chunk("Hello", None, 1, stub.prompt_tokens))
         if stub.silent_after_first:
             await stub.release.wait()
-        await response.write(chunk(" world", "length", 2))
+        await response.write(chunk(" world", "length", 2, stub.prompt_tokens))
         await response.write(b"data: [DONE]\n\n")
         return response
 
@@ -148,6 +156,44 @@ async def test_a_server_that_stops_answering_mid_stream_fails_after_the_timeout(
         failed = await generate(engine)
     assert isinstance(failed, Failed) and "did not answer for 2 s" in failed.reason, failed
     assert time.monotonic() - began < 10
+
+
+async def test_a_parameter_the_server_refuses_is_named_in_the_reason(stub: Stub, stub_url: str) -> None:
+    stub.plan = [400]
+    async with Engine(config(stub_url)) as engine:
+        failed = await generate(engine)
+        assert isinstance(failed, Failed), failed
+        assert failed.reason.startswith("the inference server refused the request parameter top_k: top_k must be")
+        assert isinstance(await generate(engine), Done)  # the next one is served
+
+
+async def test_a_server_listing_its_context_is_asked_to_keep_the_prompts_end(stub: Stub, stub_url: str) -> None:
+    stub.prompt_tokens = 510  # the stub says the prompt filled the room left beside 2 new tokens: truncated
+    async with Engine(config(stub_url)) as engine:
+        truncated = await generate(engine)
+    async with Engine(config(stub_url, prompt_overflow="reject")) as engine:
+        rejecting = await generate(engine)
+    stub.context = None
+    async with Engine(config(stub_url)) as engine:
+        unlisted = await generate(engine)
+    assert isinstance(truncated, Done) and truncated.result.prompt_truncated
+    assert isinstance(rejecting, Done) and not rejecting.result.prompt_truncated
+    assert isinstance(unlisted, Done) and not unlisted.result.prompt_truncated
+    asked = [{k: body.get(k) for k in ("truncate_prompt_tokens", "truncation_side")} for body in stub.bodies]
+    assert asked == [{"truncate_prompt_tokens": 510, "truncation_side": "left"},
+                     {"truncate_prompt_tokens": None, "truncation_side": None},
+                     {"truncate_prompt_tokens": None, "truncation_side": None}]
+
+
+async def test_max_new_tokens_that_fill_the_listed_context_fail_without_asking_the_server(
+    stub: Stub, stub_url: str,
+) -> None:
+    params = GenerationParams(max_new_tokens=512, temperature=0.0)
+    async with Engine(config(stub_url, limits=ParamLimits(max_new_tokens=1024))) as engine:
+        failed = await asyncio.wait_for(engine.submit(GenerationRequest("Say", params)).wait(), 30)
+    assert isinstance(failed, Failed), failed
+    assert failed.reason == "max_new_tokens=512 leaves no room for a prompt in this model's context of 512 tokens"
+    assert stub.bodies == []
 
 
 async def test_generate_cli_streams_from_the_server_without_importing_torch(stub_url: str, tmp_path: Path) -> None:
