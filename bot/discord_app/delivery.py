@@ -44,7 +44,8 @@ class Delivery:
         self.expires_at = interaction.created_at + token_lifetime - TOKEN_MARGIN
         self.token_ok = True
         self.last_edit = float("-inf")
-        self.pending: tuple[str, discord.ui.View | None] | None = None
+        # What to show next, built only when an edit is sent (most updates are throttled away).
+        self.pending: Callable[[], tuple[str, discord.ui.View | None]] | None = None
 
     def token_usable(self) -> bool:
         return self.token_ok and discord.utils.utcnow() < self.expires_at
@@ -58,9 +59,9 @@ class Delivery:
             return None
         return max(0.0, self.last_edit + self.interval_s - self.clock())
 
-    async def show(self, content: str, view: discord.ui.View | None = None, *, now: bool = False) -> None:
-        """Show ``content``, now if the throttle allows (or ``now``), else keep it for ``flush``."""
-        self.pending = (content, view)
+    async def show(self, build: Callable[[], tuple[str, discord.ui.View | None]], *, now: bool = False) -> None:
+        """Show what ``build()`` gives, now if the throttle allows (or ``now``), else keep it for ``flush``."""
+        self.pending = build
         if now or self.due():
             await self.flush()
 
@@ -68,7 +69,7 @@ class Delivery:
         """Send the kept content, if any and if the token still works."""
         if self.pending is None or not self.token_usable():
             return
-        content, view = self.pending
+        content, view = self.pending()
         self.pending = None
         self.last_edit = self.clock()
         await self._edit(content, view)

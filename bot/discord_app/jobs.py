@@ -242,9 +242,12 @@ class JobManager:
         return status is not None
 
     async def _show_progress(self, job: Job, *, now: bool = False) -> None:
-        content = render.progress(job.prompt, job.shown(), f"#{job.request_id} · {job.status}")
-        job.words_shown = any(t.strip() for t in job.shown())
-        await job.delivery.show(content, components.running_view(job.request_id), now=now)
+        def build() -> tuple[str, discord.ui.View]:  # when the edit is sent, with the text as it is then
+            job.words_shown = any(t.strip() for t in job.shown())
+            status = f"#{job.request_id} · {job.status}"
+            return render.progress(job.prompt, job.shown(), status), components.running_view(job.request_id)
+
+        await job.delivery.show(build, now=now)
 
     async def _finish_done(self, job: Job, result: GenerationResult) -> None:
         footer = f"\n-# #{job.request_id} · seed {result.seed} · {sum(result.completion_tokens)} tokens · {result.generation_s:.1f} s"
