@@ -7,9 +7,8 @@ Each (scenario, method) runs in its own fresh Python process that loads the mode
 ``benchmarks/inference.py``): ``seed`` (one ``model.generate`` per request, main thread, torch's
 default threads), ``engine`` (the engine alone, the app's defaults) and ``bot``: the bot
 (``bot.runner.serve``: discord.py, job manager, engine, SQLite) in a process of its own against
-``tests.fakediscord`` on 127.0.0.1, which runs with the measuring harness in a third process (as
-real Discord is not in the bot's process, its work is not on the bot's event loop), each request a
-greedy ``/continue`` from a different member with the same prompts and ``--max-tokens``. Scenarios: a burst of ``--requests`` at once,
+``tests.fakediscord`` on 127.0.0.1, each request a greedy ``/continue`` from a different member
+with the same prompts and ``--max-tokens``. Scenarios: a burst of ``--requests`` at once,
 staggered arrivals (one every ``--interval`` s) and a single request.
 
 What is measured for the bot, per request (times from the INTERACTION_CREATE being sent):
@@ -36,8 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import re
 import sys
 import tempfile
@@ -54,13 +51,12 @@ from benchmarks._common import LoopLagTicker, emit, format_table, percentile  # 
 from benchmarks.inference import (  # noqa: E402
     PROMPTS, RunResult, Sample, arrivals, child, compare, run_peer,
 )
-from bot.config import load_settings  # noqa: E402
+from bot.config import Settings, load_settings  # noqa: E402
 from bot.discord_app import render  # noqa: E402
+from bot.discord_app.app import ContinueBot  # noqa: E402
 from bot.discord_app.jobs import JobOptions  # noqa: E402
 from bot.runner import serve  # noqa: E402
 from models.errors import ModelLoadError  # noqa: E402
-from storage import Store  # noqa: E402
-from storage.types import RequestRow  # noqa: E402
 from models.types import GenerationRequest  # noqa: E402
 from tests.fakediscord import FakeDiscord, FakeInteraction, ids  # noqa: E402
 from tests.fakediscord.records import MessageVersion  # noqa: E402
@@ -72,7 +68,6 @@ TARGET_OVERHEAD_P50_MS = 5.0
 
 FIRST_USER_ID = 1100000000000000500  # benchmark members: one per request, so per-user limits never apply
 WARMUP_USER_ID = FIRST_USER_ID - 1
-REPORT_ENV = "CONTINUEBOT_E2E_REPORT"  # where the bot's process writes its submit times and loop lag
 DONE_FOOTER = re.compile(r"\n-# #(\d+) · seed \d+ · (\d+) tokens · ")
 
 
@@ -123,7 +118,7 @@ def inference_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-# -- the bot, in its own process, against the fake Discord ------------------------------------------
+# -- the bot, in this process, against the fake Discord -------------------------------------------
 
 
 def bot_environ(fake: FakeDiscord, args: argparse.Namespace, db_path: Path) -> dict[str, str]:
@@ -165,66 +160,23 @@ def add_members(fake: FakeDiscord, count: int) -> list[int]:
 
 
 @contextlib.asynccontextmanager
-async def bot_process(fake: FakeDiscord, args: argparse.Namespace, db_path: Path, report: Path) -> AsyncIterator[None]:
-    """Run the bot in a process of its own (it loads the model on its inference thread) until the block ends.
-
-    Yields once the bot is connected and its commands synced; on exit it is stopped with SIGTERM, as
-    systemd or Docker stop it, and has written its report (``serve_bot``).
-    """
-    environ = {**os.environ, **bot_environ(fake, args, db_path), REPORT_ENV: str(report)}
-    log = report.with_suffix(".log")
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(REPO_ROOT / "benchmarks" / "e2e.py"), "--edit-interval", str(args.edit_interval),
-            "--worker", "serve:bot", env=environ, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
-        try:
-            await unless_exited(proc, fake.wait_until_connected(300), log, "connecting")
-            await unless_exited(proc, fake.wait_for(lambda: fake.commands.get(ids.GUILD_ID), 60,
-                                                    "/continue to be synced"), log, "syncing")
-            yield
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 120)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-    if proc.returncode != 0 or not await asyncio.to_thread(report.exists):
-        raise RuntimeError(f"the bot exited with code {proc.returncode}: {tail(log)}")
-
-
-async def unless_exited(proc: asyncio.subprocess.Process, waiting: Any, log: Path, what: str) -> None:
-    """Await ``waiting``, failing at once with the bot's last words if its process ends first."""
-    wait, died = asyncio.ensure_future(waiting), asyncio.ensure_future(proc.wait())
-    done, _ = await asyncio.wait({wait, died}, return_when=asyncio.FIRST_COMPLETED)
-    died.cancel()
-    if wait not in done:
-        wait.cancel()
-        raise RuntimeError(f"the bot exited with code {proc.returncode} before {what}: {tail(log)}")
-    wait.result()
-
-
-def tail(log: Path, lines: int = 15) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no output)"
-
-
-async def serve_bot(args: argparse.Namespace) -> int:
-    """In the bot's own process: ``continuebot run`` with the benchmark's edit interval, instrumented.
-
-    Writes to ``$CONTINUEBOT_E2E_REPORT`` when it stops: when each request was handed to the engine
-    (``time.monotonic``, which every process on the machine shares) and the event loop's lag.
-    """
-    settings = load_settings(dict(os.environ), env_file=None)
-    clocks: list[SubmitClock] = []
-    async with LoopLagTicker() as lag:
-        code = await serve(settings, settings.require_token(), handle_signals=True,
-                           job_options=JobOptions(edit_interval_s=args.edit_interval),
-                           on_bot=lambda bot: clocks.append(SubmitClock(bot.services.engine)))
-    report = {"submitted": clocks[0].at if clocks else {}, "lag_p99_ms": lag.p99_ms, "lag_max_ms": lag.max_ms}
-    await asyncio.to_thread(Path(os.environ[REPORT_ENV]).write_text, json.dumps(report))
-    return code
+async def running_bot(fake: FakeDiscord, settings: Settings, options: JobOptions) -> AsyncIterator[ContinueBot]:
+    """Serve the bot (it loads the model on its inference thread) until the block ends; yields once synced."""
+    stop = asyncio.Event()
+    holder: list[ContinueBot] = []
+    task = asyncio.create_task(serve(
+        settings, settings.require_token(), stop=stop, job_options=options, on_bot=holder.append,
+    ))
+    try:
+        await fake.wait_for(lambda: holder or task.done(), 300, "the bot to start")
+        if task.done():
+            raise RuntimeError(f"the bot exited early with code {task.result()}")
+        await fake.wait_until_connected(60)
+        await fake.wait_for(lambda: fake.commands.get(ids.GUILD_ID), 60, "/continue to be synced")
+        yield holder[0]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 120)
 
 
 def finished(inter: FakeInteraction) -> bool:
@@ -270,14 +222,14 @@ class BotSample:
 
 
 async def measure(
-    inter: FakeInteraction, prompt: str, start: float, store: Store, submitted: float | None
+    inter: FakeInteraction, prompt: str, start: float, bot: ContinueBot, submitted: float | None
 ) -> BotSample:
     """Read the timings of one finished interaction and its logged row."""
     final = inter.history[-1]
     match = DONE_FOOTER.search(final.content)
     if match is None:
         raise RuntimeError(f"request did not finish with a result: {final.content[-300:]!r}")
-    row: RequestRow | None = await store.get(int(match.group(1)))
+    row = await bot.services.store.get(int(match.group(1)))
     firsts = [v.at for v in inter.history if shows_generated_text(v, prompt)]
     sample = Sample(
         arrival=inter.sent_at - start,
@@ -292,38 +244,25 @@ async def measure(
     return BotSample(sample, inter.response_time, None if model_s is None else latency - model_s, before)
 
 
-@dataclass
-class Sent:
-    """The scenario's interactions, their prompts, and when the scenario started (loop time)."""
-
-    interactions: list[FakeInteraction]
-    prompts: list[str]
-    start: float
-
-
-async def send_all(fake: FakeDiscord, users: list[int], times: list[float], max_tokens: int, timeout: float) -> Sent:
+async def run_bot(fake: FakeDiscord, bot: ContinueBot, clock: SubmitClock, scenario: str, users: list[int],
+                  times: list[float], max_tokens: int, timeout: float) -> RunResult:
     """Send the scenario's /continue commands at their arrival times; wait for every final message."""
     loop = asyncio.get_running_loop()
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(len(users))]
-    start = loop.time()
+    async with LoopLagTicker() as lag:
+        start = loop.time()
 
-    async def one(i: int) -> FakeInteraction:
-        await asyncio.sleep(max(0.0, start + times[i] - loop.time()))
-        options = {"prompt": prompts[i], "max_tokens": max_tokens, "temperature": 0.0, "seed": 1000 + i}
-        return await fake.slash("continue", options, user=users[i])
+        async def one(i: int) -> FakeInteraction:
+            await asyncio.sleep(max(0.0, start + times[i] - loop.time()))
+            options = {"prompt": prompts[i], "max_tokens": max_tokens, "temperature": 0.0, "seed": 1000 + i}
+            return await fake.slash("continue", options, user=users[i])
 
-    inters = await asyncio.gather(*(one(i) for i in range(len(users))))
-    # One waiter for all (each version is timestamped when the fake records it).
-    await fake.wait_for(lambda: all(map(finished, inters)), timeout, "every final message")
-    return Sent(list(inters), prompts, start)
-
-
-async def bot_result(scenario: str, sent: Sent, db_path: Path, report: dict[str, Any]) -> RunResult:
-    """Join what the fake Discord saw with the bot's request log and its report (after the bot stopped)."""
-    submitted = report["submitted"]
-    async with Store(db_path, read_only=True) as store:
-        measured = [await measure(inter, prompt, sent.start, store, submitted.get(str(inter.user_id)))
-                    for inter, prompt in zip(sent.interactions, sent.prompts, strict=True)]
+        inters = await asyncio.gather(*(one(i) for i in range(len(users))))
+        # One waiter for all (each version is timestamped when the fake records it): one waiter per
+        # request woke 16 times per notification and cost the bot's loop more than some of its own work.
+        await fake.wait_for(lambda: all(map(finished, inters)), timeout, "every final message")
+    measured = [await measure(inter, prompt, start, bot, clock.at.get(str(inter.user_id)))
+                for inter, prompt in zip(inters, prompts, strict=True)]
     extra = {
         "latencies_s": [m.sample.finished - m.sample.arrival if m.sample.finished is not None else None
                         for m in measured],
@@ -333,7 +272,7 @@ async def bot_result(scenario: str, sent: Sent, db_path: Path, report: dict[str,
         "after_engine_s": [m.overhead_s - m.before_engine_s for m in measured
                            if m.overhead_s is not None and m.before_engine_s is not None],
     }
-    return RunResult(scenario, "bot", [m.sample for m in measured], report["lag_p99_ms"], report["lag_max_ms"], extra)
+    return RunResult(scenario, "bot", [m.sample for m in measured], lag.p99_ms, lag.max_ms, extra)
 
 
 async def warm_up(fake: FakeDiscord) -> None:
@@ -458,17 +397,18 @@ async def run_direct(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
 
 
 async def run_worker(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
-    """In a child process: the fake Discord and the harness; the bot in a process of its own; one scenario."""
+    """In a child process: start the fake Discord and the bot, warm up, run one scenario."""
     count = 1 if scenario == "single" else args.requests
+    options = JobOptions(edit_interval_s=args.edit_interval)
     with tempfile.TemporaryDirectory(prefix="continuebot-e2e-") as tmp:
-        db_path, report = Path(tmp) / "bot.db", Path(tmp) / "bot.json"
         async with FakeDiscord(rest_latency=args.rest_latency) as fake:
             users = add_members(fake, count)
-            async with bot_process(fake, args, db_path, report):
+            settings = load_settings(bot_environ(fake, args, Path(tmp) / "bot.db"), env_file=None)
+            async with running_bot(fake, settings, options) as bot:
+                clock = SubmitClock(bot.services.engine)
                 await warm_up(fake)
-                sent = await send_all(fake, users, arrivals(scenario, count, args.interval), args.max_tokens,
-                                      args.timeout)
-            result = await bot_result(scenario, sent, db_path, json.loads(report.read_text()))
+                times = arrivals(scenario, count, args.interval)
+                result = await run_bot(fake, bot, clock, scenario, users, times, args.max_tokens, args.timeout)
     return result_row(result)
 
 
@@ -478,15 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         try:
             method, scenario = args.worker.split(":")
-            if method == "serve":
-                return asyncio.run(serve_bot(args))
             work = run_direct if method == "direct" else run_worker
             print(json.dumps(asyncio.run(work(args, scenario))))
         except ModelLoadError as exc:
             print(f"e2e: the model could not be loaded: {exc}", file=sys.stderr)
-            return 1
-        except RuntimeError as exc:  # e.g. the bot's process could not start: its last words, for the parent
-            print(f"e2e: {exc}")
             return 1
         return 0
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]

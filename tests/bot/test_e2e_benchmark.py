@@ -36,14 +36,3 @@ def test_benchmark_reports_the_bot_beside_the_engine_and_the_seed(tiny_model_dir
         assert words in named
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     assert "overhead_p50_ms" in e2e.render_report(report), "the table shows the Discord overhead"
-    assert bot["loop_lag_p99_ms"] is not None, "the bot's own event loop lag, reported from its process"
-
-
-def test_a_bot_that_cannot_start_fails_the_run_with_its_reason(tmp_path, capsys):
-    argv = ["--model", str(tmp_path / "no-such-model"), "--cache-dir", str(tmp_path / "cache"), "--requests", "1",
-            "--max-tokens", "2", "--scenarios", "single", "--methods", "bot", "--json"]
-
-    assert e2e.main(argv) == 1
-
-    err = capsys.readouterr().err
-    assert "the bot exited with code 1" in err and "could not be loaded" in err
