@@ -423,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         except ModelLoadError as exc:
             print(f"e2e: the model could not be loaded: {exc}", file=sys.stderr)
             return 1
+        except RuntimeError as exc:  # e.g. the bot could not start: its reason, for the parent's report
+            print(f"e2e: {exc}")
+            return 1
         return 0
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -36,3 +36,12 @@ def test_benchmark_reports_the_bot_beside_the_engine_and_the_seed(tiny_model_dir
         assert words in named
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     assert "overhead_p50_ms" in e2e.render_report(report), "the table shows the Discord overhead"
+
+
+def test_a_bot_that_cannot_start_fails_the_run_and_says_so(tmp_path, capsys):
+    argv = ["--model", str(tmp_path / "no-such-model"), "--cache-dir", str(tmp_path / "cache"), "--requests", "1",
+            "--max-tokens", "2", "--scenarios", "single", "--methods", "bot", "--json"]
+
+    assert e2e.main(argv) == 1
+
+    assert "the bot exited early with code 1" in capsys.readouterr().err
