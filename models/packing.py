@@ -50,7 +50,7 @@ def packing_supported(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 def pack_linears(model: nn.Module, batch_hint: int) -> int:
-    """Replace every ``nn.Linear`` of ``model`` by a ``PackedLinear``; returns how many were replaced.
+    """Replace every ``nn.Linear`` (and GPT-2 ``Conv1D``) of ``model`` by a ``PackedLinear``; returns how many.
 
     Does nothing (returns 0) where packing is unsupported or its self-check fails, so a torch
     build without a working oneDNN still runs, with plain linears.
@@ -88,9 +88,10 @@ def _input_embedding_weight(model: nn.Module) -> torch.Tensor | None:
 def _self_check(dtype: torch.dtype, batch_hint: int) -> bool:
     """Pack one small random layer and compare its products with ``F.linear``'s for a few batch sizes."""
     generator = torch.Generator().manual_seed(0)
-    layer = nn.Linear(64, 96, dtype=dtype)
+    layer = torch.nn.utils.skip_init(nn.Linear, 64, 96, dtype=dtype)  # no draw from torch's global generator
     with torch.no_grad():
         layer.weight.copy_(torch.randn(96, 64, generator=generator))
+        layer.bias.copy_(torch.randn(96, generator=generator))
         try:
             packed = PackedLinear(layer, batch_hint, keep_weight=False)
             for rows in (1, 3, batch_hint):
