@@ -264,8 +264,6 @@ async def run_bot(fake: FakeDiscord, bot: ContinueBot, clock: SubmitClock, scena
     measured = [await measure(inter, prompt, start, bot, clock.at.get(str(inter.user_id)))
                 for inter, prompt in zip(inters, prompts, strict=True)]
     extra = {
-        "latencies_s": [m.sample.finished - m.sample.arrival if m.sample.finished is not None else None
-                        for m in measured],
         "defers_s": [m.defer_s for m in measured if m.defer_s is not None],
         "overheads_s": [m.overhead_s for m in measured if m.overhead_s is not None],
         "before_engine_s": [m.before_engine_s for m in measured if m.before_engine_s is not None],
@@ -293,8 +291,7 @@ def result_row(result: RunResult) -> dict[str, Any]:
     extra = result.extra
     result.extra = {}
     row = result.row()
-    row["latencies_s"] = extra.get("latencies_s") or [
-        s.finished - s.arrival if s.finished is not None else None for s in result.samples]
+    row["latencies_s"] = [s.finished - s.arrival if s.finished is not None else None for s in result.samples]
     firsts = [s.first_text - s.arrival for s in result.samples if s.first_text is not None and s.finished is not None]
     row.update({
         "p50_first_text_s": percentile(firsts, 50),
