@@ -91,12 +91,15 @@ class ContinueBot(discord.AutoShardedClient):
 
     async def on_ready(self) -> None:
         log.info("connected as %s (id %s) in %d servers, shard(s) %s of %s", self.user, self.user and self.user.id,
-                 len(self.guilds), ",".join(str(i) for i in sorted(self.shards)), self.shard_count)
+                 len(self.guilds), self._shard_list(), self.shard_count)
         self._health(True, self._connected_text())
 
+    def _shard_list(self) -> str:
+        return ",".join(str(i) for i in sorted(self.shards))
+
     def _connected_text(self) -> str:
-        shards = ",".join(str(i) for i in sorted(self.shards))
-        return f"connected to Discord (shard{'s' if len(self.shards) != 1 else ''} {shards} of {self.shard_count})"
+        plural = "s" if len(self.shards) != 1 else ""
+        return f"connected to Discord (shard{plural} {self._shard_list()} of {self.shard_count})"
 
     async def on_shard_ready(self, shard_id: int) -> None:
         await self._shard_back(shard_id)
